@@ -1,0 +1,222 @@
+"""One chat turn as a stream of typed events, and the sessions it is stored in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage, ToolMessage
+from langgraph.graph.state import CompiledStateGraph
+
+from ollamastack import validation
+from ollamastack.agent import TurnContext
+from ollamastack.errors import OllamaError, OllamaStackError
+from ollamastack.events import (
+    Done,
+    Event,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolResult,
+    TurnError,
+    TurnStats,
+)
+from ollamastack.memory import Memory, SessionInfo
+from ollamastack.ollama_client import OllamaClient, translate_error
+from ollamastack.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_TOOL = "The tool did not finish: the turn was interrupted."
+
+
+def _config(session_id: str) -> dict:
+    return {"configurable": {"thread_id": session_id}}
+
+
+@dataclass
+class ChatService:
+    """The core's whole surface for the UI and API: turns, history, sessions.
+
+    Every call takes the `user` (empty without login); sessions of other users do not exist
+    for it.
+    """
+
+    settings: Settings
+    graph: CompiledStateGraph
+    memory: Memory
+    ollama: OllamaClient
+
+    async def new_session(self, user: str = "") -> str:
+        return await self.memory.sessions.create(user)
+
+    async def sessions(self, user: str = "") -> list[SessionInfo]:
+        return await self.memory.sessions.list(user)
+
+    async def history(self, session_id: str, user: str = "") -> list[AnyMessage]:
+        session_id = await self.memory.sessions.check(session_id, user)
+        state = await self.graph.aget_state(_config(session_id))
+        return list(state.values.get("messages", []))
+
+    async def delete_session(self, session_id: str, user: str = "") -> None:
+        session_id = await self.memory.sessions.check(session_id, user)
+        await self.memory.checkpointer.adelete_thread(session_id)
+        await self.memory.sessions.delete(session_id)
+
+    async def stream_turn(
+        self,
+        message: str,
+        *,
+        session_id: str = "",
+        user: str = "",
+        model: str = "",
+        temperature: float | None = None,
+        system_prompt: str = "",
+    ) -> AsyncIterator[Event]:
+        """Answer `message` in `session_id` (a new session when empty), streaming events.
+
+        Bad input raises `InvalidInput` before anything is stored. Ollama's failures end
+        the stream with a `TurnError`; what was streamed so far is stored, marked as
+        interrupted, so the conversation stays valid for the next turn.
+        """
+        settings = self.settings
+        text = validation.clean_text(message, what="message", limit=settings.max_message_chars)
+        model = validation.model_name(model or settings.model)
+        temperature = (
+            settings.temperature if temperature is None else validation.temperature(temperature)
+        )
+        prompt = validation.clean_text(
+            system_prompt, what="system prompt", limit=8000, allow_empty=True
+        ) or settings.system_prompt
+        if session_id:
+            session_id = await self.memory.sessions.check(session_id, user)
+        try:
+            capabilities = await self.ollama.capabilities(model)
+        except OllamaStackError as error:
+            yield TurnError(session_id, error)
+            return
+        if not session_id:
+            session_id = await self.memory.sessions.create(user)
+        await self.memory.sessions.touch(session_id, text)
+        context = TurnContext(
+            model=model,
+            temperature=temperature,
+            system_prompt=prompt,
+            use_tools="tools" in capabilities,
+            think=True if "thinking" in capabilities else None,
+        )
+        turn = _Turn(self.graph, session_id, context, self.ollama)
+        async for event in turn.run(text):
+            yield event
+
+
+class _Turn:
+    """The state of one running turn: what has streamed, and how to seal it on failure."""
+
+    def __init__(
+        self, graph: CompiledStateGraph, session_id: str, context: TurnContext, ollama: OllamaClient
+    ) -> None:
+        self.graph, self.session_id, self.context, self.ollama = graph, session_id, context, ollama
+        self.stats = TurnStats()
+        self.partial = ""  # answer text of the model call in progress
+
+    async def run(self, text: str) -> AsyncIterator[Event]:
+        started = time.perf_counter()
+        finished = False
+        try:
+            stream = self.graph.astream(
+                {"messages": [HumanMessage(text)]},
+                _config(self.session_id),
+                context=self.context,
+                stream_mode=["messages", "updates"],
+            )
+            async with aclosing(stream):
+                async for mode, data in stream:
+                    for event in self._events(mode, data, started):
+                        yield event
+            self.stats.total_seconds = time.perf_counter() - started
+            finished = True
+            yield Done(self.session_id, self.stats)
+        except Exception as error:
+            typed = translate_error(
+                error, url=self.ollama.url, model=self.context.model,
+                timeout=self.ollama.request_timeout,
+            )
+            if typed is None:
+                log.exception("turn failed in session %s", self.session_id)
+                typed = OllamaError(f"unexpected {type(error).__name__}; see the server log")
+            await self._seal(str(typed))
+            finished = True
+            yield TurnError(self.session_id, typed)
+        finally:
+            if not finished:  # cancelled (Stop) or the consumer went away
+                await asyncio.shield(self._seal("stopped by the user"))
+
+    def _events(self, mode: str, data: object, started: float) -> list[Event]:
+        if mode == "messages":
+            chunk, _ = data  # type: ignore[misc]
+            if not isinstance(chunk, AIMessageChunk):
+                return []
+            events: list[Event] = []
+            if thinking := chunk.additional_kwargs.get("reasoning_content"):
+                events.append(ThinkingDelta(thinking))
+            if isinstance(chunk.content, str) and chunk.content:
+                if self.stats.time_to_first_token is None:
+                    self.stats.time_to_first_token = time.perf_counter() - started
+                self.partial += chunk.content
+                events.append(TextDelta(chunk.content))
+            if chunk.response_metadata.get("done"):
+                self._count(chunk.response_metadata)
+            return events
+        events = []
+        for node, update in (data or {}).items():  # type: ignore[union-attr]
+            for message in (update or {}).get("messages", []):
+                if isinstance(message, AIMessage):
+                    self.partial = ""
+                    calls = message.tool_calls
+                    events += [ToolCall(c["id"] or "", c["name"], c["args"]) for c in calls]
+                elif isinstance(message, ToolMessage) and node == "tools":
+                    events.append(
+                        ToolResult(
+                            message.tool_call_id,
+                            message.name or "",
+                            message.text,
+                            is_error=message.status == "error",
+                        )
+                    )
+        return events
+
+    def _count(self, metadata: dict) -> None:
+        stats = self.stats
+        stats.model_calls += 1
+        stats.prompt_tokens += int(metadata.get("prompt_eval_count") or 0)
+        stats.completion_tokens += int(metadata.get("eval_count") or 0)
+        stats.eval_seconds += int(metadata.get("eval_duration") or 0) / 1e9
+        stats.done_reason = str(metadata.get("done_reason") or "")
+
+    async def _seal(self, reason: str) -> None:
+        """Store what streamed, marked interrupted, and close any tool call left open."""
+        config = _config(self.session_id)
+        try:
+            state = await self.graph.aget_state(config)
+            messages = state.values.get("messages", [])
+            answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+            open_calls = [
+                call
+                for m in messages[-4:] if isinstance(m, AIMessage)
+                for call in m.tool_calls if call["id"] not in answered
+            ]
+            patch: list[AnyMessage] = [
+                ToolMessage(INTERRUPTED_TOOL, tool_call_id=c["id"], name=c["name"], status="error")
+                for c in open_calls
+            ]
+            patch.append(
+                AIMessage(self.partial, response_metadata={"interrupted": reason})
+            )
+            await self.graph.aupdate_state(config, {"messages": patch}, as_node="model")
+        except Exception:
+            log.exception("could not seal interrupted turn in session %s", self.session_id)

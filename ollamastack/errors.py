@@ -1,0 +1,70 @@
+"""Errors shown to a person: each message says what went wrong and what to do."""
+
+
+class OllamaStackError(Exception):
+    """Base of every error whose message is meant for the user."""
+
+
+class SettingsError(OllamaStackError):
+    """A setting has a value that is not allowed."""
+
+
+class InvalidInput(OllamaStackError):
+    """A request carried a value we refuse (message, session id, model, temperature...)."""
+
+
+class OllamaUnavailable(OllamaStackError):
+    """Ollama could not be reached."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(
+            f"Ollama is not reachable at {url}. Start it with `ollama serve` "
+            "(or `docker compose up ollama`), or point OLLAMA_HOST at a running server."
+        )
+
+
+class ModelNotFound(OllamaStackError):
+    """The requested model is not installed in Ollama."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(
+            f"Model '{model}' is not installed in Ollama. Pull it with `ollama pull {model}` "
+            "or from the Models tab."
+        )
+
+
+class OllamaError(OllamaStackError):
+    """Ollama answered with an error (runner crash, out of memory, bad request...)."""
+
+    def __init__(self, message: str, status_code: int = -1) -> None:
+        self.status_code = status_code
+        super().__init__(f"Ollama reported an error: {message}")
+
+
+class OllamaTimeout(OllamaStackError):
+    """Ollama sent nothing for longer than the request timeout."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        super().__init__(
+            f"Ollama at {url} sent nothing for {seconds:g} s (the model may still be loading). "
+            "Try again, or raise OLLAMASTACK_REQUEST_TIMEOUT."
+        )
+
+
+class OllamaConnectionLost(OllamaStackError):
+    """The connection to Ollama broke while it was answering."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"The connection to Ollama at {url} was lost in the middle of the answer "
+            "(did the server stop or crash?). Try again."
+        )
+
+
+class SessionNotFound(OllamaStackError):
+    """No conversation with that id exists for this user."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"No conversation with id {session_id} was found.")

@@ -1,0 +1,90 @@
+"""The typed events one chat turn streams; the UI and API are thin layers over them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollamastack.errors import OllamaStackError
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ThinkingDelta:
+    """A piece of a thinking model's reasoning; never part of the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asked for a tool."""
+
+    id: str
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool's answer, as the model will read it."""
+
+    id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass
+class TurnStats:
+    """Ollama's own counters summed over the turn's model calls, plus our time to first token."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    eval_seconds: float = 0.0
+    total_seconds: float = 0.0
+    time_to_first_token: float | None = None
+    model_calls: int = 0
+    done_reason: str = ""
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.eval_seconds if self.eval_seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "tokens_per_second": round(self.tokens_per_second, 2),
+            "time_to_first_token": (
+                None if self.time_to_first_token is None else round(self.time_to_first_token, 4)
+            ),
+            "total_seconds": round(self.total_seconds, 4),
+            "model_calls": self.model_calls,
+            "done_reason": self.done_reason,
+        }
+
+
+@dataclass(frozen=True)
+class Done:
+    """The turn finished and is stored."""
+
+    session_id: str
+    stats: TurnStats = field(default_factory=TurnStats)
+
+
+@dataclass(frozen=True)
+class TurnError:
+    """The turn failed; what was streamed before it is kept, marked as interrupted."""
+
+    session_id: str
+    error: OllamaStackError
+
+
+Event = TextDelta | ThinkingDelta | ToolCall | ToolResult | Done | TurnError

@@ -1,0 +1,143 @@
+"""Settings read once at start-up from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are OllamaStack, a helpful assistant running on a private, local model. "
+    "Use the tools when they help: calculator for arithmetic, text_analyzer for statistics "
+    "about a text, current_time for the date and time, weather for current conditions. "
+    "Answer concisely."
+)
+
+
+def normalize_ollama_host(value: str) -> str:
+    """Turn an `OLLAMA_HOST` value into a base URL, as the Ollama CLI does.
+
+    >>> normalize_ollama_host("localhost:11434")
+    'http://localhost:11434'
+    >>> normalize_ollama_host("0.0.0.0")
+    'http://127.0.0.1:11434'
+    >>> normalize_ollama_host("https://ollama.example.com")
+    'https://ollama.example.com:443'
+    >>> normalize_ollama_host("http://ollama:11434/")
+    'http://ollama:11434'
+    >>> normalize_ollama_host(":8080")
+    'http://127.0.0.1:8080'
+    >>> normalize_ollama_host("[::1]:11434")
+    'http://[::1]:11434'
+    >>> normalize_ollama_host("http://box:11434/proxy/")
+    'http://box:11434/proxy'
+    """
+    from ollama._client import _parse_host  # the client's own parser is the reference
+
+    url = _parse_host(value.strip() or None).rstrip("/")
+    return url.replace("://0.0.0.0:", "://127.0.0.1:")
+
+
+def _sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'ollamastack.sqlite'}"
+
+
+class Settings(BaseSettings):
+    """Every knob of OllamaStack. Built once at the edge and passed in explicitly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OLLAMASTACK_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    ollama_host: str = Field(
+        "http://localhost:11434",
+        validation_alias=AliasChoices("OLLAMA_HOST", "ollama_host"),
+        description="Ollama server (OLLAMA_HOST); `host:port` without a scheme is accepted.",
+    )
+    model: str = Field("llama3.2", min_length=1, description="Default chat model.")
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, max_length=8000)
+    data_dir: Path = Path("./data")
+    database_url: str = Field("", description="Checkpointer database; SQLite in data_dir if empty.")
+    max_message_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 4000
+    num_ctx: Annotated[int, Field(ge=512, le=1_048_576)] = 8192
+    history_tokens: Annotated[int, Field(ge=256)] = 6000
+    max_tool_rounds: Annotated[int, Field(ge=0, le=50)] = 5
+    request_timeout: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    tool_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    weather_geocoding_url: str = "https://geocoding-api.open-meteo.com/v1/search"
+    weather_forecast_url: str = "https://api.open-meteo.com/v1/forecast"
+    server_name: str = Field(
+        "127.0.0.1", validation_alias=AliasChoices("GRADIO_SERVER_NAME", "server_name")
+    )
+    server_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        7860, validation_alias=AliasChoices("GRADIO_SERVER_PORT", "server_port")
+    )
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return normalize_ollama_host(value)
+
+    @field_validator("temperature")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        if not self.database_url:
+            self.database_url = _sqlite_url(self.data_dir)
+        if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError(
+                "OLLAMASTACK_DATABASE_URL must start with sqlite:/// or postgresql://"
+            )
+        if self.history_tokens >= self.num_ctx:
+            raise ValueError(
+                "OLLAMASTACK_HISTORY_TOKENS must be smaller than OLLAMASTACK_NUM_CTX "
+                "(room is needed for the system prompt, the tools and the answer)"
+            )
+        return self
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file behind `database_url`, or None for another database."""
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return None
+
+
+_ENV_NAMES = {"ollama_host": "OLLAMA_HOST", "server_name": "GRADIO_SERVER_NAME",
+              "server_port": "GRADIO_SERVER_PORT"}
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line per bad setting, naming the variable and what is allowed."""
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = field if field.isupper() else _ENV_NAMES.get(field, f"OLLAMASTACK_{field.upper()}")
+        message = item["msg"].removeprefix("Value error, ")
+        got = f" (got {item['input']!r})" if field and not isinstance(item["input"], dict) else ""
+        lines.append(f"Invalid setting {name}: {message}{got}" if field else message)
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning a bad value into a `SettingsError` with one clear line."""
+    from ollamastack.errors import SettingsError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(describe_error(error)) from None
