@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APP_STAMP  := $(VENV)/.app-installed
 TEST_STAMP := $(VENV)/.test-installed
+JS_STAMP   := tests/js/node_modules/.installed
+CHROMIUM   := /usr/bin/chromium
+SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help run test lint clean
 
@@ -21,13 +24,21 @@ $(TEST_STAMP): $(APP_STAMP) requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(CHROMIUM):  # the browser test drives Debian's Chromium (Playwright's download is not used)
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund
+	touch $@
+
 run: $(APP_STAMP)  ## Set up and start the app (http://127.0.0.1:7860)
 	$(PY) app.py
 
 lint: $(TEST_STAMP)  ## Static checks (ruff)
 	$(VENV)/bin/ruff check .
 
-test: lint  ## Set up and run the whole test suite
+test: lint $(CHROMIUM) $(JS_STAMP)  ## Set up and run the whole test suite
 	$(PY) -m pytest
 
 clean:  ## Remove the virtual environment and caches

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from ollamastack.agent import build_agent
 from ollamastack.chat import ChatService
@@ -23,3 +24,31 @@ async def open_chat_service(settings: Settings) -> AsyncIterator[ChatService]:
             yield ChatService(settings, graph, memory, ollama)
     finally:
         await ollama.close()
+
+
+class ServiceHandle:
+    """Opens the chat service on first use, inside the server's own event loop.
+
+    The database connection and HTTP pool belong to the loop that opened them, and Gradio
+    serves from its own loop in its own thread, so the service cannot be opened earlier.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._opening: asyncio.Task[ChatService] | None = None
+        self._stack = AsyncExitStack()
+
+    async def get(self) -> ChatService:
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(
+                self._stack.enter_async_context(open_chat_service(self.settings))
+            )
+        try:
+            return await asyncio.shield(self._opening)
+        except Exception:
+            self._opening = None  # e.g. the data directory was not writable: try again later
+            raise
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._opening = None

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     tool_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     weather_geocoding_url: str = "https://geocoding-api.open-meteo.com/v1/search"
     weather_forecast_url: str = "https://api.open-meteo.com/v1/forecast"
+    share: bool = Field(False, description="Launch with a public Gradio share link.")
+    auth: str = Field("", description='Logins as "alice:pw1,bob:pw2"; empty means no login.')
+    mcp: bool = Field(False, description="Also serve the API as MCP tools.")
     server_name: str = Field(
         "127.0.0.1", validation_alias=AliasChoices("GRADIO_SERVER_NAME", "server_name")
     )
@@ -86,6 +89,15 @@ class Settings(BaseSettings):
     @classmethod
     def _host(cls, value: str) -> str:
         return normalize_ollama_host(value)
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, value: str) -> str:
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            user, _, password = pair.partition(":")
+            if not user.strip() or not password:
+                raise ValueError('must look like "alice:password1,bob:password2"')
+        return value
 
     @field_validator("temperature")
     @classmethod
@@ -108,6 +120,12 @@ class Settings(BaseSettings):
                 "(room is needed for the system prompt, the tools and the answer)"
             )
         return self
+
+    @property
+    def logins(self) -> list[tuple[str, str]]:
+        """The (user, password) pairs of `auth`; empty when login is off."""
+        pairs = (p.strip().partition(":") for p in self.auth.split(",") if p.strip())
+        return [(user.strip(), password) for user, _, password in pairs]
 
     @property
     def sqlite_path(self) -> Path | None:

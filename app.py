@@ -1,0 +1,32 @@
+"""Start OllamaStack: `python app.py [--share]`. Settings come from the environment and .env."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="OllamaStack: a private agent over Ollama.")
+    parser.add_argument("--share", action="store_true", help="also serve a public share link")
+    args = parser.parse_args(argv)
+
+    from ollamastack.errors import SettingsError
+    from ollamastack.settings import load_settings
+
+    try:
+        settings = load_settings(**({"share": True} if args.share else {}))
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from ollamastack.web import build_app, launch
+
+    launch(build_app(settings), settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
