@@ -1,10 +1,218 @@
-"""The named API endpoints (being written: see issue 4)."""
+"""The named API: the endpoints on Gradio's "Use via API" page, and MCP tools when enabled.
 
-from __future__ import annotations
+Each endpoint is a thin layer over the chat service: the user comes from the request (the
+core checks ownership), the core validates, and `user_errors` turns its typed errors into
+`gr.Error`s, the only errors whose text reaches a client.
+"""
 
+# No `from __future__ import annotations`: Gradio reads the annotations at runtime to
+# describe each endpoint, and skips parameters typed `gr.Request`.
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+import gradio as gr
+
+from ollamastack import validation
+from ollamastack.api_schema import (
+    ChatChunk,
+    ChatProgress,
+    HealthInfo,
+    ModelEntry,
+    PullStatus,
+    SessionEntry,
+    message_entry,
+    model_entry,
+    pull_status,
+    session_entry,
+)
+from ollamastack.chat import ChatService
 from ollamastack.core import ServiceHandle
+from ollamastack.edge import user_errors, user_of
+from ollamastack.events import Done, TurnError
+from ollamastack.http import health_body
+from ollamastack.ollama_client import Health
 from ollamastack.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PROMPT_CHARS = 8000  # as ChatService.stream_turn allows
+
+
+class NamedApi:
+    """The endpoints over one chat service; each method's name is its MCP tool name."""
+
+    def __init__(self, settings: Settings, service: ServiceHandle) -> None:
+        self.settings = settings
+        self.service = service
+
+    async def chat(
+        self,
+        message: str,
+        session_id: str = "",
+        model: str = "",
+        temperature: float | None = None,
+        system_prompt: str = "",
+        request: gr.Request | None = None,
+    ) -> AsyncIterator[ChatChunk]:
+        """Send a message to the agent and stream its answer as it is generated.
+
+        Each streamed dict has the answer so far (content), a thinking model's reasoning so
+        far (thinking) and the tools it used (tool_calls: name, args, result); the last one
+        has done: true and stats (tokens, tokens/s, time to first token).
+
+        Args:
+            message: What to ask.
+            session_id: The conversation to continue; empty starts a new one (its id is returned).
+            model: An installed Ollama model; empty uses the server's default model.
+            temperature: Sampling temperature from 0 to 2; empty uses the server's default.
+            system_prompt: Instructions for the model; empty uses the server's default prompt.
+        """
+        user = user_of(request)
+        with user_errors():
+            core = await self.service.get()
+            if not session_id:
+                session_id = await self._new_session(
+                    core, user, message, model, temperature, system_prompt
+                )
+            progress = ChatProgress(session_id)
+            turn = core.stream_turn(
+                message,
+                session_id=session_id,
+                user=user,
+                model=model,
+                temperature=temperature,
+                system_prompt=system_prompt,
+            )
+            async with aclosing(turn) as events:
+                async for event in events:
+                    if isinstance(event, Done):
+                        yield progress.chunk(done=True, stats=event.stats.as_dict())
+                    elif isinstance(event, TurnError):
+                        raise event.error
+                    elif (chunk := progress.apply(event)) is not None:
+                        yield chunk
+
+    async def _new_session(
+        self,
+        core: ChatService,
+        user: str,
+        message: str,
+        model: str,
+        temperature: float | None,
+        system_prompt: str,
+    ) -> str:
+        """Create the session for a first message, once the turn is known to be acceptable.
+
+        The core would create it itself but tell its id only when the turn ends, and a client
+        needs it with the first token; so the core's checks run here first, in its order, and
+        a refused request leaves nothing stored.
+        """
+        validation.clean_text(message, what="message", limit=self.settings.max_message_chars)
+        name = validation.model_name(model or self.settings.model)
+        if temperature is not None:
+            validation.temperature(temperature)
+        validation.clean_text(
+            system_prompt, what="system prompt", limit=SYSTEM_PROMPT_CHARS, allow_empty=True
+        )
+        await core.ollama.capabilities(name)  # ModelNotFound, OllamaUnavailable; cached
+        return await core.new_session(user)
+
+    async def models(self) -> list[ModelEntry]:
+        """The models installed in Ollama, with their size, parameters, quantization and
+        capabilities ("tools": can call tools, "thinking": reasons before answering)."""
+        with user_errors():
+            core = await self.service.get()
+            return [model_entry(m) for m in await core.ollama.list_models()]
+
+    async def health(self) -> HealthInfo:
+        """Whether Ollama is reachable, where, which version, and how many models it has.
+
+        Never fails: an unreachable Ollama is reported as status "unavailable".
+        """
+        try:
+            core = await self.service.get()
+            health = await core.ollama.health()
+        except Exception:
+            log.exception("health check failed")
+            health = Health(False, self.settings.ollama_host)
+        return HealthInfo(**health_body(health))
+
+    async def history(self, session_id: str, request: gr.Request | None = None) -> list[dict]:
+        """The stored messages of a conversation, oldest first, tool calls included.
+
+        Each is {"role", "content"} (role user, assistant, tool or system); an assistant
+        message that called tools has "tool_calls" [{"name", "args"}], a tool message "name",
+        and an answer cut short (stopped, or Ollama failed) "interrupted" with the reason.
+
+        Args:
+            session_id: The conversation, as returned by /chat or /sessions.
+        """
+        with user_errors():
+            core = await self.service.get()
+            messages = await core.history(session_id, user_of(request))
+            return [message_entry(m) for m in messages]
+
+    async def sessions(self, request: gr.Request | None = None) -> list[SessionEntry]:
+        """Your conversations, most recently active first, titled by their first message."""
+        with user_errors():
+            core = await self.service.get()
+            return [session_entry(s) for s in await core.sessions(user_of(request))]
+
+    async def delete_session(self, session_id: str, request: gr.Request | None = None) -> dict:
+        """Delete a conversation and everything stored for it.
+
+        Args:
+            session_id: The conversation, as returned by /chat or /sessions.
+        """
+        with user_errors():
+            core = await self.service.get()
+            await core.delete_session(session_id, user_of(request))
+            return {"session_id": session_id, "deleted": True}
+
+    async def pull_model(self, name: str) -> AsyncIterator[PullStatus]:
+        """Download a model into Ollama, streaming its progress.
+
+        Each dict has status ("pulling <digest>", ..., "success" at the end) and, while a
+        layer downloads, completed and total bytes of that layer.
+
+        Args:
+            name: The model, as `ollama pull` takes it (e.g. llama3.2 or qwen3:8b).
+        """
+        with user_errors():
+            name = validation.model_name(name)
+            core = await self.service.get()
+            async with aclosing(core.ollama.pull(name)) as progress:
+                async for step in progress:
+                    yield pull_status(step)
+
+    async def delete_model(self, name: str) -> dict:
+        """Delete an installed model from Ollama.
+
+        Args:
+            name: The model, as /models lists it.
+        """
+        with user_errors():
+            name = validation.model_name(name)
+            core = await self.service.get()
+            await core.ollama.delete(name)
+            return {"name": name, "deleted": True}
 
 
 def register_api(settings: Settings, service: ServiceHandle) -> None:
     """Register every endpoint inside the open Blocks."""
+    api = NamedApi(settings, service)
+    endpoints: list[Any] = [
+        api.chat,
+        api.models,
+        api.health,
+        api.history,
+        api.sessions,
+        api.delete_session,
+        api.pull_model,
+        api.delete_model,
+    ]
+    for endpoint in endpoints:
+        gr.api(endpoint, api_name=endpoint.__name__)

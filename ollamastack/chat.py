@@ -9,11 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    AnyMessage,
+    HumanMessage,
+    RemoveMessage,
+    ToolMessage,
+)
 from langgraph.graph.state import CompiledStateGraph
 
 from ollamastack import validation
-from ollamastack.agent import TurnContext
+from ollamastack.agent import TurnContext, current_turn_start
 from ollamastack.errors import OllamaError, OllamaStackError
 from ollamastack.events import (
     Done,
@@ -67,6 +74,23 @@ class ChatService:
         await self.memory.checkpointer.adelete_thread(session_id)
         await self.memory.sessions.delete(session_id)
 
+    async def undo_last_turn(self, session_id: str, user: str = "") -> str:
+        """Forget the last turn: the last user message and all that followed it.
+
+        Returns that message's text (to edit or send again), or "" when there was none.
+        """
+        session_id = await self.memory.sessions.check(session_id, user)
+        config = _config(session_id)
+        messages = (await self.graph.aget_state(config)).values.get("messages", [])
+        asked = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
+        if not asked:
+            return ""
+        removed = messages[asked[-1]:]
+        await self.graph.aupdate_state(
+            config, {"messages": [RemoveMessage(id=m.id) for m in removed]}, as_node="model"
+        )
+        return removed[0].text
+
     async def stream_turn(
         self,
         message: str,
@@ -110,8 +134,11 @@ class ChatService:
             think=True if "thinking" in capabilities else None,
         )
         turn = _Turn(self.graph, session_id, context, self.ollama)
-        async for event in turn.run(text):
-            yield event
+        # aclosing: when our consumer stops (aclose), the turn seals its partial answer now,
+        # not whenever the garbage collector finalizes the inner generator.
+        async with aclosing(turn.run(text)) as events:
+            async for event in events:
+                yield event
 
 
 class _Turn:
@@ -204,19 +231,28 @@ class _Turn:
         try:
             state = await self.graph.aget_state(config)
             messages = state.values.get("messages", [])
-            answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+            # The state shown includes the writes of steps a cancelled run never checkpointed
+            # (a finished model call, say), and an update as "model" drops those: so the turn
+            # is sent again. The reducer keeps one copy per message id.
+            turn = list(messages[current_turn_start(messages):])
+            answered = {m.tool_call_id for m in turn if isinstance(m, ToolMessage)}
             open_calls = [
                 call
-                for m in messages[-4:] if isinstance(m, AIMessage)
+                for m in turn if isinstance(m, AIMessage)
                 for call in m.tool_calls if call["id"] not in answered
             ]
             patch: list[AnyMessage] = [
-                ToolMessage(INTERRUPTED_TOOL, tool_call_id=c["id"], name=c["name"], status="error")
-                for c in open_calls
+                *turn,
+                *(
+                    ToolMessage(
+                        INTERRUPTED_TOOL, tool_call_id=c["id"], name=c["name"], status="error"
+                    )
+                    for c in open_calls
+                ),
             ]
-            patch.append(
-                AIMessage(self.partial, response_metadata={"interrupted": reason})
-            )
+            finished = len(turn) > 1 and isinstance(turn[-1], AIMessage) and not turn[-1].tool_calls
+            if not finished:  # else the answer was whole; only its update had not streamed
+                patch.append(AIMessage(self.partial, response_metadata={"interrupted": reason}))
             await self.graph.aupdate_state(config, {"messages": patch}, as_node="model")
         except Exception:
             log.exception("could not seal interrupted turn in session %s", self.session_id)

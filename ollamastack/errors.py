@@ -63,6 +63,17 @@ class OllamaConnectionLost(OllamaStackError):
         )
 
 
+class RateLimited(OllamaStackError):
+    """A user sent more messages than the rate limit allows."""
+
+    def __init__(self, limit: int, window: float, retry_after: int) -> None:
+        self.retry_after = retry_after
+        per = "a minute" if window == 60 else f"per {window:g} s"
+        super().__init__(
+            f"Too many messages: the limit is {limit} {per}. Try again in {retry_after} s."
+        )
+
+
 class SessionNotFound(OllamaStackError):
     """No conversation with that id exists for this user."""
 

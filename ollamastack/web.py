@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from ollamastack.api import register_api
 from ollamastack.core import ServiceHandle
+from ollamastack.http import EdgeMiddleware
+from ollamastack.ollama_client import Health
 from ollamastack.settings import Settings
 from ollamastack.ui import build_ui
 
@@ -17,6 +22,20 @@ from ollamastack.ui import build_ui
 class WebApp:
     blocks: gr.Blocks
     service: ServiceHandle
+
+    async def health(self) -> Health:
+        return await (await self.service.get()).ollama.health()
+
+    def app_kwargs(self) -> dict[str, Any]:
+        """The health route, security headers, and closing the service at shutdown."""
+
+        @asynccontextmanager
+        async def lifespan(_app: Any) -> AsyncIterator[None]:
+            yield
+            await self.service.close()
+
+        edge = Middleware(EdgeMiddleware, health=self.health)
+        return {"middleware": [edge], "lifespan": lifespan}
 
 
 def build_app(settings: Settings) -> WebApp:
@@ -38,5 +57,6 @@ def launch(app: WebApp, settings: Settings, **options: Any) -> tuple[Any, str, s
         share=settings.share,
         auth=settings.logins or None,
         mcp_server=settings.mcp,
+        app_kwargs=app.app_kwargs(),
         **options,
     )

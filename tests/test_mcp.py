@@ -1,0 +1,159 @@
+"""The API as MCP tools (OLLAMASTACK_MCP=true), used with the official `mcp` client over
+Gradio's streamable HTTP transport."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from api_helpers import OllamaView, Served, serve
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from ollama_server import FakeOllama
+
+from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
+
+TOOLS = [
+    "chat",
+    "delete_model",
+    "delete_session",
+    "health",
+    "history",
+    "models",
+    "pull_model",
+    "sessions",
+]
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[FakeOllama]:
+    server = FakeOllama()
+    server.add_model("llama3.2", capabilities=("completion", "tools"))
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve(shared_server, tmp_path_factory.mktemp("data"), mcp=True) as served:
+        yield served
+
+
+@pytest.fixture
+def ollama(shared_server: FakeOllama) -> Iterator[OllamaView]:
+    with OllamaView.of(shared_server) as view:
+        yield view
+
+
+@asynccontextmanager
+async def connect(app: Served) -> AsyncIterator[ClientSession]:
+    """An MCP session with the app (not a fixture: the client's task group must be entered
+    and left in the same task)."""
+    async with streamable_http_client(f"{app.url}/gradio_api/mcp/") as (read, write, _):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+async def call(
+    mcp: ClientSession, tool: str, progress: list[str] | None = None, **arguments: Any
+) -> Any:
+    """The tool's result; Gradio sends a Python value as its `str()`.
+
+    With a `progress` list the call asks for progress notifications and collects their
+    messages (Gradio then follows the job's updates instead of waiting for its result).
+    """
+
+    async def on_progress(step: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")  # type: ignore[union-attr]
+
+    callback = on_progress if progress is not None else None
+    result = await mcp.call_tool(tool, arguments, progress_callback=callback)
+    assert not result.isError, result.content
+    (content,) = result.content
+    return ast.literal_eval(content.text)
+
+
+async def test_mcp_lists_every_endpoint_as_a_described_tool(app: Served) -> None:
+    async with connect(app) as mcp:
+        tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
+        assert sorted(tools) == TOOLS
+        chat = tools["chat"]
+        assert chat.description.startswith("Send a message to the agent")
+        assert chat.inputSchema["required"] == ["message"]
+        properties = chat.inputSchema["properties"]
+        assert {name: p.get("description") for name, p in properties.items()} == {
+            "message": "What to ask.",
+            "session_id": (
+                "The conversation to continue; empty starts a new one (its id is returned)."
+            ),
+            "model": "An installed Ollama model; empty uses the server's default model.",
+            "temperature": "Sampling temperature from 0 to 2; empty uses the server's default.",
+            "system_prompt": "Instructions for the model; empty uses the server's default prompt.",
+        }
+
+
+async def test_mcp_client_holds_a_chat_with_memory(
+    app: Served, ollama: OllamaView
+) -> None:
+    async with connect(app) as mcp:
+        ollama.enqueue_text("Nice to meet you, Ada.")
+        ollama.enqueue_text("Your name is Ada.")
+        first = await call(mcp, "chat", message="My name is Ada.")
+        session = first["session_id"]
+        progress: list[str] = []
+        second = await call(
+            mcp, "chat", progress, message="What is my name?", session_id=session
+        )
+        # a notification for each streamed chunk ("Your", " name", " is", " Ada.") at least
+        assert progress.count("Processing") >= 4, progress
+
+        # the streamed /chat answers with its last dict: the whole answer, done, with stats
+        for result, answer in ((first, "Nice to meet you, Ada."), (second, "Your name is Ada.")):
+            assert {k: v for k, v in result.items() if k != "stats"} == {
+                "session_id": session,
+                "content": answer,
+                "thinking": "",
+                "tool_calls": [],
+                "done": True,
+            }
+            assert result["stats"]["model_calls"] == 1
+        assert ollama.chat_requests[1]["messages"] == [
+            {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+            {"role": "user", "content": "My name is Ada."},
+            {"role": "assistant", "content": "Nice to meet you, Ada."},
+            {"role": "user", "content": "What is my name?"},
+        ]
+        assert await call(mcp, "history", session_id=session) == [
+            {"role": "user", "content": "My name is Ada."},
+            {"role": "assistant", "content": "Nice to meet you, Ada."},
+            {"role": "user", "content": "What is my name?"},
+            {"role": "assistant", "content": "Your name is Ada."},
+        ]
+
+
+async def test_mcp_tools_report_models_health_and_errors(
+    app: Served, ollama: OllamaView
+) -> None:
+    async with connect(app) as mcp:
+        assert await call(mcp, "health") == {
+            "status": "ok",
+            "ollama_url": ollama.url,
+            "ollama_version": "0.12.6",
+            "models": 1,
+        }
+        assert [m["name"] for m in await call(mcp, "models")] == ["llama3.2:latest"]
+        ollama.enqueue_tool_call("calculator", {"expression": "6 * 7"})
+        ollama.enqueue_text("42.")
+        answer = await call(mcp, "chat", message="What is 6 * 7?")
+        assert (answer["content"], answer["tool_calls"]) == (
+            "42.",
+            [{"name": "calculator", "args": {"expression": "6 * 7"}, "result": "42"}],
+        )
+
+        refused = await mcp.call_tool("chat", {"message": ""})
+        assert refused.isError
+        assert [c.text for c in refused.content] == ["The message is empty."]

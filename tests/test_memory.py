@@ -1,0 +1,123 @@
+"""Where conversations live: sessions per user, and a SQLite file that outlives the service."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from chat_helpers import assistant, make_settings, run_turn, user
+from ollama_server import FakeOllama
+
+from ollamastack.chat import ChatService
+from ollamastack.core import open_chat_service
+from ollamastack.errors import SessionNotFound
+from ollamastack.events import Done
+from ollamastack.memory import TITLE_CHARS, SessionInfo
+
+
+@pytest.fixture
+async def service(ollama_server: FakeOllama) -> AsyncIterator[ChatService]:
+    async with open_chat_service(make_settings(ollama_server)) as chat:
+        yield chat
+
+
+def stored(messages: list) -> list[tuple[str, str]]:
+    return [(type(m).__name__, m.text) for m in messages]
+
+
+# Persistence
+
+
+async def test_a_conversation_survives_a_new_service(ollama_server: FakeOllama, tmp_path: Path):
+    database = tmp_path / "nested" / "chat.sqlite"  # the folder is created
+    settings = make_settings(ollama_server, database_url=f"sqlite:///{database}")
+    async with open_chat_service(settings) as service:
+        ollama_server.enqueue_text("Noted, your favourite colour is green.")
+        first = await run_turn(service, "My favourite colour is green.", user="alice")
+        session = first[-1].session_id
+        listed = await service.sessions("alice")
+
+    with closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    async with open_chat_service(settings) as service:
+        assert await service.sessions("alice") == listed
+        assert stored(await service.history(session, "alice")) == [
+            ("HumanMessage", "My favourite colour is green."),
+            ("AIMessage", "Noted, your favourite colour is green."),
+        ]
+        ollama_server.enqueue_text("Green.")
+        second = await run_turn(service, "What is my favourite colour?", session_id=session,
+                                user="alice")  # fmt: skip
+
+    assert second[-1] == Done(session, second[-1].stats)
+    assert ollama_server.chat_requests[-1]["messages"][1:] == [
+        user("My favourite colour is green."),
+        assistant("Noted, your favourite colour is green."),
+        user("What is my favourite colour?"),
+    ]
+
+
+# Sessions
+
+
+async def test_new_session_and_listing(service: ChatService, ollama_server: FakeOllama):
+    empty = await service.new_session()
+    first = (await run_turn(service, "  What is   the\ncapital of France?  "))[-1].session_id
+    await run_turn(service, "And of Spain?", session_id=first)
+    long = (await run_turn(service, "word " * 40))[-1].session_id
+
+    for session in (empty, first, long):
+        assert uuid.UUID(session).version == 4 and str(uuid.UUID(session)) == session
+    listing = await service.sessions()
+    assert [(s.id, s.title) for s in listing] == [  # the newest activity first
+        (long, ("word " * 40)[:TITLE_CHARS]),
+        (first, "What is the capital of France?"),  # the first message, on one line
+        (empty, ""),
+    ]
+    assert all(isinstance(s, SessionInfo) and s.created_at <= s.updated_at for s in listing)
+    assert await service.history(empty) == []
+
+
+async def test_sessions_belong_to_their_user(service: ChatService, ollama_server: FakeOllama):
+    alice = (await run_turn(service, "Alice's secret", user="alice"))[-1].session_id
+    requests_before = ollama_server.requests
+
+    assert await service.sessions("bob") == []
+    assert await service.sessions() == []  # no login is a user of its own
+    for attempt in (
+        lambda: service.history(alice, "bob"),
+        lambda: run_turn(service, "Tell me Alice's secret", session_id=alice, user="bob"),
+        lambda: service.delete_session(alice, "bob"),
+    ):
+        with pytest.raises(SessionNotFound) as raised:
+            await attempt()
+        assert str(raised.value) == f"No conversation with id {alice} was found."
+    assert ollama_server.requests == requests_before
+    assert [s.id for s in await service.sessions("alice")] == [alice]
+    assert stored(await service.history(alice, "alice")) == [
+        ("HumanMessage", "Alice's secret"),
+        ("AIMessage", "You said: Alice's secret"),
+    ]
+
+
+async def test_delete_session(service: ChatService, ollama_server: FakeOllama):
+    kept = (await run_turn(service, "Keep me"))[-1].session_id
+    gone = (await run_turn(service, "Delete me"))[-1].session_id
+
+    await service.delete_session(gone)
+
+    assert [s.id for s in await service.sessions()] == [kept]
+    for attempt in (
+        lambda: service.history(gone),
+        lambda: service.delete_session(gone),
+        lambda: run_turn(service, "Hello again", session_id=gone),
+    ):
+        with pytest.raises(SessionNotFound):
+            await attempt()
+    assert len(await service.history(kept)) == 2
+    state = await service.memory.checkpointer.aget_tuple({"configurable": {"thread_id": gone}})
+    assert state is None  # the checkpoints are gone too, not only the listing
