@@ -5,7 +5,6 @@ PY     := $(VENV)/bin/python
 APP_STAMP  := $(VENV)/.app-installed
 TEST_STAMP := $(VENV)/.test-installed
 JS_STAMP   := tests/js/node_modules/.installed
-CHROMIUM   := /usr/bin/chromium
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help run test lint clean
@@ -24,9 +23,18 @@ $(TEST_STAMP): $(APP_STAMP) requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-$(CHROMIUM):  # the browser test drives Debian's Chromium (Playwright's download is not used)
-	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+# Debian packages the tests drive: Chromium (browser test; Playwright's own download is not
+# used), PostgreSQL and nginx (scale-out tests), docker-compose 1.29 (validates compose files).
+APT_PACKAGES := chromium postgresql nginx docker-compose
+APT_STAMP    := $(VENV)/.apt-installed
+
+$(APT_STAMP): | $(PY)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	touch $@
 
 $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund
@@ -38,7 +46,7 @@ run: $(APP_STAMP)  ## Set up and start the app (http://127.0.0.1:7860)
 lint: $(TEST_STAMP)  ## Static checks (ruff)
 	$(VENV)/bin/ruff check .
 
-test: lint $(CHROMIUM) $(JS_STAMP)  ## Set up and run the whole test suite
+test: lint $(APT_STAMP) $(JS_STAMP)  ## Set up and run the whole test suite
 	$(PY) -m pytest
 
 clean:  ## Remove the virtual environment and caches

@@ -72,7 +72,7 @@ class ChatService:
     async def delete_session(self, session_id: str, user: str = "") -> None:
         session_id = await self.memory.sessions.check(session_id, user)
         await self.memory.checkpointer.adelete_thread(session_id)
-        await self.memory.sessions.delete(session_id)
+        await self.memory.sessions.delete(session_id, user)
 
     async def undo_last_turn(self, session_id: str, user: str = "") -> str:
         """Forget the last turn: the last user message and all that followed it.
@@ -125,7 +125,7 @@ class ChatService:
             return
         if not session_id:
             session_id = await self.memory.sessions.create(user)
-        await self.memory.sessions.touch(session_id, text)
+        await self.memory.sessions.touch(session_id, user, text)
         context = TurnContext(
             model=model,
             temperature=temperature,

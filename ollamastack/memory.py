@@ -1,9 +1,10 @@
 """Where conversations live: the LangGraph checkpointer and the index of sessions.
 
-The checkpointer holds each session's messages (keyed by `thread_id` = session id); the
-session index holds who owns a session and its title, so listing a user's sessions never
-scans checkpoints. Every read and write passes the user: a session of another user is
-reported as not found, so no caller can forget the owner check.
+The checkpointer holds each session's messages (keyed by `thread_id` = session id); a
+LangGraph store beside it holds who owns each session, its title and times, so listing a
+user's sessions never scans checkpoints. Both come from LangGraph's own SQLite or PostgreSQL
+packages. Every read and write passes the user: another user's session is reported as not
+found, so no caller can forget the owner check.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.store.base import BaseStore
 
-from ollamastack.errors import SessionNotFound, SettingsError
+from ollamastack.errors import SessionNotFound
 from ollamastack.settings import Settings
 from ollamastack.validation import session_id as valid_session_id
 
 TITLE_CHARS = 60
+MAX_LISTED = 10_000
 
 
 @dataclass(frozen=True)
@@ -33,66 +34,55 @@ class SessionInfo:
     updated_at: float
 
 
+def owner_namespace(owner: str) -> tuple[str, str]:
+    """The store namespace of one owner's sessions (labels may not hold '.' or be empty).
+
+    >>> owner_namespace("")
+    ('sessions', 'anonymous')
+    >>> owner_namespace("john.doe")
+    ('sessions', 'user-6a6f686e2e646f65')
+    """
+    return ("sessions", f"user-{owner.encode().hex()}" if owner else "anonymous")
+
+
 class SessionIndex:
-    """Owner, title and times of each session, in a table beside the checkpoints."""
+    """Owner, title and times of each session, as items of a LangGraph store."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-
-    async def setup(self) -> None:
-        await self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS ollamastack_sessions ("
-            " id TEXT PRIMARY KEY, owner TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',"
-            " created_at REAL NOT NULL, updated_at REAL NOT NULL)"
-        )
-        await self._conn.execute(
-            "CREATE INDEX IF NOT EXISTS ollamastack_sessions_owner"
-            " ON ollamastack_sessions (owner, updated_at)"
-        )
-        await self._conn.commit()
+    def __init__(self, store: BaseStore) -> None:
+        self._store = store
 
     async def create(self, owner: str) -> str:
-        new_id = str(uuid.uuid4())
-        now = time.time()
-        await self._conn.execute(
-            "INSERT INTO ollamastack_sessions (id, owner, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?)",
-            (new_id, owner, now, now),
-        )
-        await self._conn.commit()
+        new_id, now = str(uuid.uuid4()), time.time()
+        value = {"title": "", "created_at": now, "updated_at": now}
+        await self._store.aput(owner_namespace(owner), new_id, value, index=False)
         return new_id
 
     async def check(self, session_id: str, owner: str) -> str:
         """The valid id of a session `owner` may use, or `SessionNotFound`."""
         session_id = valid_session_id(session_id)
-        async with self._conn.execute(
-            "SELECT 1 FROM ollamastack_sessions WHERE id = ? AND owner = ?", (session_id, owner)
-        ) as cursor:
-            if await cursor.fetchone() is None:
-                raise SessionNotFound(session_id)
+        if await self._store.aget(owner_namespace(owner), session_id) is None:
+            raise SessionNotFound(session_id)
         return session_id
 
-    async def touch(self, session_id: str, first_message: str) -> None:
+    async def touch(self, session_id: str, owner: str, message: str) -> None:
         """Record activity; the first message becomes the title."""
-        title = " ".join(first_message.split())[:TITLE_CHARS]
-        await self._conn.execute(
-            "UPDATE ollamastack_sessions SET updated_at = ?,"
-            " title = CASE WHEN title = '' THEN ? ELSE title END WHERE id = ?",
-            (time.time(), title, session_id),
-        )
-        await self._conn.commit()
+        item = await self._store.aget(owner_namespace(owner), session_id)
+        if item is None:
+            raise SessionNotFound(session_id)
+        title = item.value["title"] or " ".join(message.split())[:TITLE_CHARS]
+        value = {**item.value, "title": title, "updated_at": time.time()}
+        await self._store.aput(owner_namespace(owner), session_id, value, index=False)
 
     async def list(self, owner: str) -> list[SessionInfo]:
-        async with self._conn.execute(
-            "SELECT id, title, created_at, updated_at FROM ollamastack_sessions"
-            " WHERE owner = ? ORDER BY updated_at DESC",
-            (owner,),
-        ) as cursor:
-            return [SessionInfo(*row) async for row in cursor]
+        items = await self._store.asearch(owner_namespace(owner), limit=MAX_LISTED)
+        sessions = [
+            SessionInfo(i.key, i.value["title"], i.value["created_at"], i.value["updated_at"])
+            for i in items
+        ]
+        return sorted(sessions, key=lambda s: s.updated_at, reverse=True)
 
-    async def delete(self, session_id: str) -> None:
-        await self._conn.execute("DELETE FROM ollamastack_sessions WHERE id = ?", (session_id,))
-        await self._conn.commit()
+    async def delete(self, session_id: str, owner: str) -> None:
+        await self._store.adelete(owner_namespace(owner), session_id)
 
 
 @dataclass(frozen=True)
@@ -105,24 +95,43 @@ class Memory:
 
 @asynccontextmanager
 async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
-    """Open the database named by `settings.database_url` (created if missing)."""
-    if settings.database_url == "sqlite:///:memory:":
-        path = ":memory:"
-    elif (file := settings.sqlite_path) is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        path = str(file)
+    """Open the database named by `settings.database_url`, creating its tables if missing."""
+    if settings.database_url.startswith(("postgresql://", "postgres://")):
+        opened = _open_postgres(settings.database_url)
     else:
-        raise SettingsError(
-            f"OLLAMASTACK_DATABASE_URL {settings.database_url!r} is not supported; "
-            "use sqlite:///path/to/file.sqlite"
-        )
-    conn = await aiosqlite.connect(path)
-    try:
-        checkpointer = AsyncSqliteSaver(conn)
-        await checkpointer.setup()  # also switches the file to WAL mode
-        sessions = SessionIndex(conn)
-        await sessions.setup()
-        yield Memory(checkpointer, sessions)
-    finally:
-        await conn.close()
+        opened = _open_sqlite(settings)
+    async with opened as (checkpointer, store):
+        await checkpointer.setup()
+        await store.setup()
+        yield Memory(checkpointer, SessionIndex(store))
 
+
+@asynccontextmanager
+async def _open_sqlite(settings: Settings) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+    path = settings.sqlite_path
+    assert path is not None
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # One connection each: the store runs its own BEGIN/COMMIT (autocommit mode). The
+    # saver's setup() switches the file to WAL, so a crash never corrupts it.
+    async with (
+        aiosqlite.connect(str(path)) as saver,
+        aiosqlite.connect(str(path), isolation_level=None) as store,
+    ):
+        yield AsyncSqliteSaver(saver), AsyncSqliteStore(store)
+
+
+@asynccontextmanager
+async def _open_postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    options = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    async with AsyncConnectionPool(url, kwargs=options, open=False, max_size=20) as pool:
+        yield AsyncPostgresSaver(pool), AsyncPostgresStore(pool)

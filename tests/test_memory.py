@@ -1,4 +1,7 @@
-"""Where conversations live: sessions per user, and a SQLite file that outlives the service."""
+"""Where conversations live: sessions per user, in a database that outlives the service.
+
+Every test runs on both backends: a SQLite file (the default) and a real PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +22,17 @@ from ollamastack.events import Done
 from ollamastack.memory import TITLE_CHARS, SessionInfo
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nested' / 'chat.sqlite'}"  # the folder is created
+    return request.getfixturevalue("postgres").new_database()
+
+
 @pytest.fixture
-async def service(ollama_server: FakeOllama) -> AsyncIterator[ChatService]:
-    async with open_chat_service(make_settings(ollama_server)) as chat:
+async def service(ollama_server: FakeOllama, database_url: str) -> AsyncIterator[ChatService]:
+    settings = make_settings(ollama_server, database_url=database_url)
+    async with open_chat_service(settings) as chat:
         yield chat
 
 
@@ -32,17 +43,17 @@ def stored(messages: list) -> list[tuple[str, str]]:
 # Persistence
 
 
-async def test_a_conversation_survives_a_new_service(ollama_server: FakeOllama, tmp_path: Path):
-    database = tmp_path / "nested" / "chat.sqlite"  # the folder is created
-    settings = make_settings(ollama_server, database_url=f"sqlite:///{database}")
+async def test_a_conversation_survives_a_new_service(ollama_server: FakeOllama, database_url: str):
+    settings = make_settings(ollama_server, database_url=database_url)
     async with open_chat_service(settings) as service:
         ollama_server.enqueue_text("Noted, your favourite colour is green.")
         first = await run_turn(service, "My favourite colour is green.", user="alice")
         session = first[-1].session_id
         listed = await service.sessions("alice")
 
-    with closing(sqlite3.connect(database)) as connection:
-        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    if (database := settings.sqlite_path) is not None:
+        with closing(sqlite3.connect(database)) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     async with open_chat_service(settings) as service:
         assert await service.sessions("alice") == listed
         assert stored(await service.history(session, "alice")) == [
