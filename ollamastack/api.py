@@ -28,18 +28,14 @@ from ollamastack.api_schema import (
     pull_status,
     session_entry,
 )
-from ollamastack.chat import ChatService
 from ollamastack.core import ServiceHandle
 from ollamastack.edge import user_errors, user_of
-from ollamastack.events import Done, TurnError
+from ollamastack.events import Done, Started, TurnError
 from ollamastack.http import health_body
 from ollamastack.ollama_client import Health
 from ollamastack.settings import Settings
 
 log = logging.getLogger(__name__)
-
-SYSTEM_PROMPT_CHARS = 8000  # as ChatService.stream_turn allows
-
 
 class NamedApi:
     """The endpoints over one chat service; each method's name is its MCP tool name."""
@@ -70,55 +66,27 @@ class NamedApi:
             temperature: Sampling temperature from 0 to 2; empty uses the server's default.
             system_prompt: Instructions for the model; empty uses the server's default prompt.
         """
-        user = user_of(request)
         with user_errors():
             core = await self.service.get()
-            if not session_id:
-                session_id = await self._new_session(
-                    core, user, message, model, temperature, system_prompt
-                )
-            progress = ChatProgress(session_id)
             turn = core.stream_turn(
                 message,
                 session_id=session_id,
-                user=user,
+                user=user_of(request),
                 model=model,
                 temperature=temperature,
                 system_prompt=system_prompt,
             )
+            progress = ChatProgress(session_id)  # a new session's id comes with Started
             async with aclosing(turn) as events:
                 async for event in events:
-                    if isinstance(event, Done):
-                        yield progress.chunk(done=True, stats=event.stats.as_dict())
+                    if isinstance(event, Started):
+                        progress = ChatProgress(event.session_id)
                     elif isinstance(event, TurnError):
                         raise event.error
+                    elif isinstance(event, Done):
+                        yield progress.chunk(done=True, stats=event.stats.as_dict())
                     elif (chunk := progress.apply(event)) is not None:
                         yield chunk
-
-    async def _new_session(
-        self,
-        core: ChatService,
-        user: str,
-        message: str,
-        model: str,
-        temperature: float | None,
-        system_prompt: str,
-    ) -> str:
-        """Create the session for a first message, once the turn is known to be acceptable.
-
-        The core would create it itself but tell its id only when the turn ends, and a client
-        needs it with the first token; so the core's checks run here first, in its order, and
-        a refused request leaves nothing stored.
-        """
-        validation.clean_text(message, what="message", limit=self.settings.max_message_chars)
-        name = validation.model_name(model or self.settings.model)
-        if temperature is not None:
-            validation.temperature(temperature)
-        validation.clean_text(
-            system_prompt, what="system prompt", limit=SYSTEM_PROMPT_CHARS, allow_empty=True
-        )
-        await core.ollama.capabilities(name)  # ModelNotFound, OllamaUnavailable; cached
-        return await core.new_session(user)
 
     async def models(self) -> list[ModelEntry]:
         """The models installed in Ollama, with their size, parameters, quantization and

@@ -25,6 +25,7 @@ from ollamastack.errors import OllamaError, OllamaStackError
 from ollamastack.events import (
     Done,
     Event,
+    Started,
     TextDelta,
     ThinkingDelta,
     ToolCall,
@@ -103,7 +104,8 @@ class ChatService:
     ) -> AsyncIterator[Event]:
         """Answer `message` in `session_id` (a new session when empty), streaming events.
 
-        Bad input raises `InvalidInput` before anything is stored. Ollama's failures end
+        The first event is `Started` with the session id, once the turn is accepted. Bad
+        input raises `InvalidInput` before anything is stored. Ollama's failures end
         the stream with a `TurnError`; what was streamed so far is stored, marked as
         interrupted, so the conversation stays valid for the next turn.
         """
@@ -126,6 +128,7 @@ class ChatService:
         if not session_id:
             session_id = await self.memory.sessions.create(user)
         await self.memory.sessions.touch(session_id, user, text)
+        yield Started(session_id)
         context = TurnContext(
             model=model,
             temperature=temperature,

@@ -9,6 +9,13 @@ from ollamastack.errors import OllamaStackError
 
 
 @dataclass(frozen=True)
+class Started:
+    """The turn was accepted and its user message stored; first event of every turn."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """A piece of the answer."""
 
@@ -87,4 +94,4 @@ class TurnError:
     error: OllamaStackError
 
 
-Event = TextDelta | ThinkingDelta | ToolCall | ToolResult | Done | TurnError
+Event = Started | TextDelta | ThinkingDelta | ToolCall | ToolResult | Done | TurnError

@@ -8,7 +8,7 @@ import socket
 from ollama_server import FakeOllama
 
 from ollamastack.chat import ChatService
-from ollamastack.events import Done, Event
+from ollamastack.events import Done, Event, Started, TurnError
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT, Settings
 
 TOOL_NAMES = ["calculator", "text_analyzer", "current_time", "weather"]
@@ -31,8 +31,12 @@ def make_settings(server: FakeOllama, **overrides: object) -> Settings:
 
 
 async def run_turn(service: ChatService, message: str, **options: object) -> list[Event]:
-    """Every event of one turn."""
-    return [event async for event in service.stream_turn(message, **options)]
+    """Every event of one turn after `Started`, checked to carry the turn's session."""
+    events = [event async for event in service.stream_turn(message, **options)]
+    if isinstance(events[-1], TurnError) and len(events) == 1:
+        return events  # refused before the turn started (Ollama down, model missing)
+    assert events[0] == Started(events[-1].session_id)
+    return events[1:]
 
 
 def counters(done: Event) -> dict:

@@ -33,7 +33,7 @@ from ollamastack.errors import (
     OllamaUnavailable,
     SessionNotFound,
 )
-from ollamastack.events import Done, TextDelta, ToolCall, TurnError
+from ollamastack.events import Done, Started, TextDelta, ToolCall, TurnError
 from ollamastack.memory import open_memory
 from ollamastack.ollama_client import OllamaClient
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
@@ -389,6 +389,7 @@ async def test_closing_the_stream_stores_the_partial_answer(
     ollama_server.token_rate = 20  # the answer is still streaming when we stop
     ollama_server.enqueue_text(COUNTING)
     stream = service.stream_turn("Count to ten")
+    assert isinstance(await anext(stream), Started)
     received = [await anext(stream), await anext(stream)]
     await stream.aclose()
 
@@ -423,7 +424,7 @@ async def test_cancelling_the_task_stores_the_partial_answer(
     async def consume() -> None:
         async for event in service.stream_turn("Count to ten"):
             received.append(event)
-            if len(received) == 2:
+            if len(received) == 3:  # Started and two chunks
                 second.set()
 
     task = asyncio.create_task(consume())
@@ -470,6 +471,7 @@ async def test_stopping_during_a_tool_closes_the_tool_call(
     service = waiting_service
     ollama_server.enqueue_tool_call("wait_forever", {"topic": "x"})
     stream = service.stream_turn("Wait")
+    assert isinstance(await anext(stream), Started)
     call = await anext(stream)
     await stream.aclose()
 
