@@ -1,0 +1,298 @@
+"""What the chat panel shows: stored messages and streamed events as Gradio chat messages.
+
+Pure functions and a small state machine, no I/O: the UI feeds them what the core returns.
+Each tool call is its own collapsible message (metadata title, status pending -> done,
+duration), as in Gradio's agent demos; a thinking model's reasoning is its own collapsible
+message too, never part of the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gradio import ChatMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+
+from ollamastack.events import (
+    Done,
+    Event,
+    Started,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolResult,
+    TurnError,
+    TurnStats,
+)
+
+STOPPED_REASON = "stopped by the user"  # what ChatService stores for a cancelled turn
+THINKING_TITLE = "Thinking"
+
+
+def tool_title(name: str, *, failed: bool = False) -> str:
+    """
+    >>> tool_title("calculator"), tool_title("weather", failed=True)
+    ('Used tool `calculator`', 'Tool `weather` failed')
+    """
+    return f"Tool `{name}` failed" if failed else f"Used tool `{name}`"
+
+
+def fenced(text: str, language: str = "") -> str:
+    """A Markdown code block that `text` cannot close early.
+
+    >>> print(fenced("a ``` b", "text"))
+    ````text
+    a ``` b
+    ````
+    """
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def tool_body(args: Mapping[str, Any], result: str | None) -> str:
+    """The arguments a tool got and what it answered (None: still running)."""
+    arguments = json.dumps(dict(args), ensure_ascii=False, indent=2)
+    shown = "*running…*" if result is None else fenced(result, "text")
+    return f"**Arguments**\n{fenced(arguments, 'json')}\n**Result**\n{shown}"
+
+
+def stats_line(
+    tokens: int,
+    tokens_per_second: float,
+    *,
+    first_token: float | None = None,
+    total: float | None = None,
+) -> str:
+    """The small line under an answer.
+
+    >>> stats_line(42, 38.14, first_token=0.523, total=1.3)
+    '<sub>42 tokens · 38.1 tokens/s · first token 0.52 s · 1.30 s in all</sub>'
+    >>> stats_line(1, 0.0)
+    '<sub>1 token</sub>'
+    """
+    parts = [f"{tokens} token{'' if tokens == 1 else 's'}"]
+    if tokens_per_second:
+        parts.append(f"{tokens_per_second:.1f} tokens/s")
+    if first_token is not None:
+        parts.append(f"first token {first_token:.2f} s")
+    if total is not None:
+        parts.append(f"{total:.2f} s in all")
+    return f"<sub>{' · '.join(parts)}</sub>"
+
+
+def turn_stats_line(stats: TurnStats) -> str:
+    return stats_line(
+        stats.completion_tokens,
+        stats.tokens_per_second,
+        first_token=stats.time_to_first_token,
+        total=stats.total_seconds,
+    )
+
+
+def interrupted_note(reason: str) -> str:
+    """How an answer cut short says so.
+
+    >>> interrupted_note("stopped by the user")
+    '■ *Stopped.*'
+    >>> interrupted_note("Ollama is not reachable")
+    '⚠ Ollama is not reachable'
+    """
+    return "■ *Stopped.*" if reason == STOPPED_REASON else f"⚠ {reason}"
+
+
+def _with_note(text: str, note: str) -> str:
+    return f"{text}\n\n{note}" if text else note
+
+
+def _assistant(content: str, **metadata: Any) -> ChatMessage:
+    return ChatMessage(role="assistant", content=content, metadata=metadata)  # type: ignore[arg-type]
+
+
+# -- stored conversations ---------------------------------------------------------------
+
+
+def history_view(messages: Sequence[AnyMessage], *, show_thinking: bool) -> list[ChatMessage]:
+    """A stored conversation as the chat panel shows it.
+
+    Tool results are shown with the call they answer; an answer cut short carries its note;
+    each finished answer ends with its stats line (tokens and speed, from Ollama's counters).
+    """
+    results = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
+    shown_results: set[str] = set()
+    view: list[ChatMessage] = []
+    turn: list[AIMessage] = []  # the model calls of the turn being shown
+
+    def end_turn() -> None:
+        if turn and not turn[-1].response_metadata.get("interrupted"):
+            _add_stats(view, turn)
+        turn.clear()
+
+    for message in messages:
+        if isinstance(message, HumanMessage):
+            end_turn()
+            view.append(ChatMessage(role="user", content=message.text))
+        elif isinstance(message, AIMessage):
+            turn.append(message)
+            view += _ai_view(message, results, show_thinking)
+            shown_results |= {call["id"] or "" for call in message.tool_calls}
+        elif isinstance(message, ToolMessage) and message.tool_call_id not in shown_results:
+            failed = message.status == "error"
+            view.append(
+                _assistant(
+                    fenced(message.text, "text"),
+                    title=tool_title(message.name or "tool", failed=failed),
+                    status="done",
+                )
+            )
+    end_turn()
+    return view
+
+
+def _ai_view(
+    message: AIMessage, results: Mapping[str, ToolMessage], show_thinking: bool
+) -> list[ChatMessage]:
+    view: list[ChatMessage] = []
+    thinking = message.additional_kwargs.get("reasoning_content")
+    if show_thinking and thinking:
+        view.append(_assistant(str(thinking), title=THINKING_TITLE, status="done"))
+    text = message.text
+    if reason := message.response_metadata.get("interrupted"):
+        text = _with_note(text, interrupted_note(str(reason)))
+    if text:
+        view.append(_assistant(text))
+    for call in message.tool_calls:
+        result = results.get(call["id"] or "")
+        failed = result is not None and result.status == "error"
+        body = tool_body(call["args"], None if result is None else result.text)
+        view.append(_assistant(body, title=tool_title(call["name"], failed=failed), status="done"))
+    return view
+
+
+def _add_stats(view: list[ChatMessage], turn: Sequence[AIMessage]) -> None:
+    counts = [m.response_metadata for m in turn]
+    tokens = sum(int(c.get("eval_count") or 0) for c in counts)
+    seconds = sum(int(c.get("eval_duration") or 0) for c in counts) / 1e9
+    if not any("eval_count" in c for c in counts):
+        return  # not an answer Ollama counted (e.g. stored by an older version)
+    line = stats_line(tokens, tokens / seconds if seconds else 0.0)
+    _append_to_answer(view, line)
+
+
+def _append_to_answer(view: list[ChatMessage], line: str) -> None:
+    last = view[-1] if view else None
+    if last is not None and last.role == "assistant" and not last.metadata:
+        last.content = _with_note(str(last.content), line)
+    else:
+        view.append(_assistant(line))
+
+
+# -- a turn as it streams -----------------------------------------------------------------
+
+
+@dataclass
+class _Part:
+    kind: Literal["text", "thinking", "tool"]
+    text: str = ""
+    started: float = 0.0
+    ended: float | None = None
+    call_id: str = ""
+    name: str = ""
+    args: Mapping[str, Any] = field(default_factory=dict)
+    result: str | None = None
+    failed: bool = False
+
+
+class TurnView:
+    """The assistant's side of one turn, built from the core's events as they stream.
+
+    `apply` returns True when the event changed the structure (a tool started or finished,
+    the turn ended): the UI sends such updates at once and coalesces the rest.
+    """
+
+    def __init__(self, *, show_thinking: bool, waiting: str) -> None:
+        self.show_thinking = show_thinking
+        self.waiting = waiting  # the pending title shown until something visible arrives
+        self.parts: list[_Part] = []
+        self.finished = False
+        self._note = ""  # stats line, or why the turn ended early
+
+    def apply(self, event: Event, now: float) -> bool:
+        if isinstance(event, Started):
+            return False
+        if isinstance(event, ThinkingDelta):
+            part = self._open("thinking", now)
+            part.text += event.text
+            if not self.show_thinking:
+                self.waiting = "Thinking…"
+            return False
+        if isinstance(event, TextDelta):
+            self._open("text", now).text += event.text
+            return False
+        if isinstance(event, ToolCall):
+            self._close(now)
+            self.parts.append(
+                _Part("tool", started=now, call_id=event.id, name=event.name, args=event.args)
+            )
+            return True
+        if isinstance(event, ToolResult):
+            part = self._tool(event)
+            if part is not None:
+                part.result, part.failed, part.ended = event.content, event.is_error, now
+            return True
+        if isinstance(event, Done):
+            self._finish(now, turn_stats_line(event.stats))
+        elif isinstance(event, TurnError):
+            self._finish(now, interrupted_note(str(event.error)))
+        return True
+
+    def messages(self) -> list[ChatMessage]:
+        view: list[ChatMessage] = []
+        for part in self.parts:
+            status = "pending" if part.ended is None else "done"
+            timing = {} if part.ended is None else {"duration": round(part.ended - part.started, 2)}
+            if part.kind == "text" and part.text:
+                view.append(_assistant(part.text))
+            elif part.kind == "thinking" and self.show_thinking:
+                view.append(_assistant(part.text, title=THINKING_TITLE, status=status, **timing))
+            elif part.kind == "tool":
+                title = tool_title(part.name, failed=part.failed)
+                body = tool_body(part.args, part.result)
+                view.append(_assistant(body, title=title, status=status, **timing))
+        if not view and not self.finished:
+            view.append(_assistant("", title=self.waiting, status="pending"))
+        if self._note:
+            _append_to_answer(view, self._note)
+        return view
+
+    def _open(self, kind: Literal["text", "thinking"], now: float) -> _Part:
+        if self.parts and self.parts[-1].kind == kind and self.parts[-1].ended is None:
+            return self.parts[-1]
+        self._close(now)
+        part = _Part(kind, started=now)
+        self.parts.append(part)
+        return part
+
+    def _close(self, now: float) -> None:
+        """End the thinking or text part in progress (a tool part ends with its result)."""
+        if self.parts and self.parts[-1].kind != "tool" and self.parts[-1].ended is None:
+            self.parts[-1].ended = now
+
+    def _tool(self, result: ToolResult) -> _Part | None:
+        running = [p for p in self.parts if p.kind == "tool" and p.result is None]
+        by_id = [p for p in running if result.id and p.call_id == result.id]
+        by_name = [p for p in running if p.name == result.name]
+        return (by_id or by_name or [None])[0]
+
+    def _finish(self, now: float, note: str) -> None:
+        self._close(now)
+        for part in self.parts:
+            if part.ended is None:  # a tool that never answered
+                part.ended, part.failed = now, True
+                part.result = "The tool did not finish: the turn was interrupted."
+        self.finished = True
+        self._note = note
