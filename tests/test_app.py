@@ -1,0 +1,33 @@
+"""`python app.py`: a bad setting stops start-up with one clear line; --share turns sharing on."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_app(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args],
+        env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_a_bad_setting_stops_start_up_with_one_line(tmp_path: Path):
+    done = run_app(env={"OLLAMASTACK_TEMPERATURE": "5"}, cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "Invalid setting OLLAMASTACK_TEMPERATURE: Input should be less than or equal to 2 "
+        "(got '5')\n"
+    )
+
+
+def test_help_names_the_share_flag(tmp_path: Path):
+    done = run_app("--help", env={}, cwd=tmp_path)
+
+    assert done.returncode == 0
+    assert "--share" in done.stdout and "share link" in done.stdout
