@@ -1,4 +1,5 @@
-"""Start OllamaStack: `python app.py [--share]`. Settings come from the environment and .env."""
+"""Start OllamaStack: `python app.py [--share] [--log-level debug]`. Settings come from the
+environment and .env."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="OllamaStack: a private agent over Ollama.")
     parser.add_argument("--share", action="store_true", help="also serve a public share link")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        help="how much the app logs (default: info)",
+    )
     args = parser.parse_args(argv)
 
     from ollamastack.errors import SettingsError
@@ -21,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the log
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     from ollamastack.web import build_app, launch
 
     launch(build_app(settings), settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from langchain.agents import create_agent
@@ -13,6 +13,7 @@ from langchain.agents.middleware import (
     ToolCallRequest,
     ToolErrorMiddleware,
 )
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 from langchain_core.tools import BaseTool
@@ -37,6 +38,7 @@ class TurnContext:
     system_prompt: str
     use_tools: bool = True
     think: bool | None = None
+    ollama_url: str = ""  # the instance that answers, with several; empty: the only one
 
 
 def current_turn_start(messages: Sequence[AnyMessage]) -> int:
@@ -76,8 +78,11 @@ def tool_rounds(messages: Sequence[AnyMessage]) -> int:
 class TurnMiddleware(AgentMiddleware):
     """Applies the turn's context to each model call: model, options, prompt, window, tools."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, models: Mapping[str, BaseChatModel] | None = None
+    ) -> None:
         super().__init__()
+        self.models = models or {}  # one chat model per Ollama instance, by URL
         self.num_ctx = settings.num_ctx
         self.history_tokens = settings.history_tokens
         self.max_tool_rounds = settings.max_tool_rounds
@@ -100,6 +105,7 @@ class TurnMiddleware(AgentMiddleware):
             settings["reasoning"] = context.think
         return await handler(
             request.override(
+                model=self.models[context.ollama_url] if context.ollama_url else request.model,
                 messages=history_window(request.messages, self.history_tokens),
                 system_message=SystemMessage(prompt) if prompt else None,
                 tools=tools,
@@ -119,17 +125,27 @@ def build_agent(
     checkpointer: BaseCheckpointSaver | None,
     tools: Sequence[BaseTool],
 ) -> CompiledStateGraph:
-    """Compile the agent graph once; per-turn choices come in through `TurnContext`."""
-    model = ChatOllama(
-        model=settings.model,
-        base_url=settings.ollama_host,
-        num_ctx=settings.num_ctx,
-        client_kwargs={"timeout": settings.request_timeout},
-    )
+    """Compile the agent graph once; per-turn choices come in through `TurnContext`.
+
+    With several Ollama instances there is one chat model per instance, and the turn's
+    `ollama_url` picks it.
+    """
+    models = {
+        url: ChatOllama(
+            model=settings.model,
+            base_url=url,
+            num_ctx=settings.num_ctx,
+            client_kwargs={"timeout": settings.request_timeout},
+        )
+        for url in settings.ollama_hosts
+    }
     return create_agent(
-        model,
+        models[settings.ollama_host],
         list(tools),
-        middleware=[TurnMiddleware(settings), ToolErrorMiddleware(on_error=tool_error_text)],
+        middleware=[
+            TurnMiddleware(settings, models),
+            ToolErrorMiddleware(on_error=tool_error_text),
+        ],
         context_schema=TurnContext,
         checkpointer=checkpointer,
         name="ollamastack",

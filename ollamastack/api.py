@@ -2,7 +2,9 @@
 
 Each endpoint is a thin layer over the chat service: the user comes from the request (the
 core checks ownership), the core validates, and `user_errors` turns its typed errors into
-`gr.Error`s, the only errors whose text reaches a client.
+`gr.Error`s, the only errors whose text reaches a client. The `Edge` it shares with the page
+counts messages against the rate limit, decides who may manage models, and records every
+call in the audit log.
 """
 
 # No `from __future__ import annotations`: Gradio reads the annotations at runtime to
@@ -29,7 +31,7 @@ from ollamastack.api_schema import (
     session_entry,
 )
 from ollamastack.core import ServiceHandle
-from ollamastack.edge import user_errors, user_of
+from ollamastack.edge import Edge, caller_of, user_errors
 from ollamastack.events import Done, Started, TurnError
 from ollamastack.http import health_body
 from ollamastack.ollama_client import Health
@@ -40,9 +42,10 @@ log = logging.getLogger(__name__)
 class NamedApi:
     """The endpoints over one chat service; each method's name is its MCP tool name."""
 
-    def __init__(self, settings: Settings, service: ServiceHandle) -> None:
+    def __init__(self, settings: Settings, service: ServiceHandle, edge: Edge) -> None:
         self.settings = settings
         self.service = service
+        self.edge = edge
 
     async def chat(
         self,
@@ -66,12 +69,18 @@ class NamedApi:
             temperature: Sampling temperature from 0 to 2; empty uses the server's default.
             system_prompt: Instructions for the model; empty uses the server's default prompt.
         """
-        with user_errors():
+        caller = caller_of(request)
+        audited = self.edge.record(
+            "/chat", caller, session_id=str(session_id), model=str(model or self.settings.model),
+            message=message if isinstance(message, str) else None,
+        )
+        with user_errors(), audited as entry:
+            self.edge.count_message(caller)
             core = await self.service.get()
             turn = core.stream_turn(
                 message,
                 session_id=session_id,
-                user=user_of(request),
+                user=caller.user,
                 model=model,
                 temperature=temperature,
                 system_prompt=system_prompt,
@@ -80,6 +89,7 @@ class NamedApi:
             async with aclosing(turn) as events:
                 async for event in events:
                     if isinstance(event, Started):
+                        entry.session_id = event.session_id
                         progress = ChatProgress(event.session_id)
                     elif isinstance(event, TurnError):
                         raise event.error
@@ -118,16 +128,18 @@ class NamedApi:
         Args:
             session_id: The conversation, as returned by /chat or /sessions.
         """
-        with user_errors():
+        caller = caller_of(request)
+        with user_errors(), self.edge.record("/history", caller, session_id=str(session_id)):
             core = await self.service.get()
-            messages = await core.history(session_id, user_of(request))
+            messages = await core.history(session_id, caller.user)
             return [message_entry(m) for m in messages]
 
     async def sessions(self, request: gr.Request | None = None) -> list[SessionEntry]:
         """Your conversations, most recently active first, titled by their first message."""
-        with user_errors():
+        caller = caller_of(request)
+        with user_errors(), self.edge.record("/sessions", caller):
             core = await self.service.get()
-            return [session_entry(s) for s in await core.sessions(user_of(request))]
+            return [session_entry(s) for s in await core.sessions(caller.user)]
 
     async def delete_session(self, session_id: str, request: gr.Request | None = None) -> dict:
         """Delete a conversation and everything stored for it.
@@ -135,12 +147,16 @@ class NamedApi:
         Args:
             session_id: The conversation, as returned by /chat or /sessions.
         """
-        with user_errors():
+        caller = caller_of(request)
+        audited = self.edge.record("/delete_session", caller, session_id=str(session_id))
+        with user_errors(), audited:
             core = await self.service.get()
-            await core.delete_session(session_id, user_of(request))
+            await core.delete_session(session_id, caller.user)
             return {"session_id": session_id, "deleted": True}
 
-    async def pull_model(self, name: str) -> AsyncIterator[PullStatus]:
+    async def pull_model(
+        self, name: str, request: gr.Request | None = None
+    ) -> AsyncIterator[PullStatus]:
         """Download a model into Ollama, streaming its progress.
 
         Each dict has status ("pulling <digest>", ..., "success" at the end) and, while a
@@ -149,29 +165,33 @@ class NamedApi:
         Args:
             name: The model, as `ollama pull` takes it (e.g. llama3.2 or qwen3:8b).
         """
-        with user_errors():
+        caller = caller_of(request)
+        with user_errors(), self.edge.record("/pull_model", caller, model=str(name)):
+            self.edge.check_models(caller)
             name = validation.model_name(name)
             core = await self.service.get()
             async with aclosing(core.ollama.pull(name)) as progress:
                 async for step in progress:
                     yield pull_status(step)
 
-    async def delete_model(self, name: str) -> dict:
+    async def delete_model(self, name: str, request: gr.Request | None = None) -> dict:
         """Delete an installed model from Ollama.
 
         Args:
             name: The model, as /models lists it.
         """
-        with user_errors():
+        caller = caller_of(request)
+        with user_errors(), self.edge.record("/delete_model", caller, model=str(name)):
+            self.edge.check_models(caller)
             name = validation.model_name(name)
             core = await self.service.get()
             await core.ollama.delete(name)
             return {"name": name, "deleted": True}
 
 
-def register_api(settings: Settings, service: ServiceHandle) -> None:
+def register_api(settings: Settings, service: ServiceHandle, edge: Edge) -> None:
     """Register every endpoint inside the open Blocks."""
-    api = NamedApi(settings, service)
+    api = NamedApi(settings, service, edge)
     endpoints: list[Any] = [
         api.chat,
         api.models,

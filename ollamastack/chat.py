@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from langchain_core.messages import (
     AIMessage,
@@ -21,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from ollamastack import validation
 from ollamastack.agent import TurnContext, current_turn_start
-from ollamastack.errors import OllamaError, OllamaStackError
+from ollamastack.errors import OllamaError, OllamaStackError, OllamaUnavailable
 from ollamastack.events import (
     Done,
     Event,
@@ -35,6 +35,7 @@ from ollamastack.events import (
 )
 from ollamastack.memory import Memory, SessionInfo
 from ollamastack.ollama_client import OllamaClient, translate_error
+from ollamastack.routing import OllamaPool
 from ollamastack.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,14 @@ class ChatService:
     """The core's whole surface for the UI and API: turns, history, sessions.
 
     Every call takes the `user` (empty without login); sessions of other users do not exist
-    for it.
+    for it. `ollama` is the one Ollama instance, or the pool of several that keeps each
+    session on one of them.
     """
 
     settings: Settings
     graph: CompiledStateGraph
     memory: Memory
-    ollama: OllamaClient
+    ollama: OllamaClient | OllamaPool
 
     async def new_session(self, user: str = "") -> str:
         return await self.memory.sessions.create(user)
@@ -135,6 +137,9 @@ class ChatService:
             system_prompt=prompt,
             use_tools="tools" in capabilities,
             think=True if "thinking" in capabilities else None,
+            ollama_url=(
+                self.ollama.instance_for(session_id) if isinstance(self.ollama, OllamaPool) else ""
+            ),
         )
         turn = _Turn(self.graph, session_id, context, self.ollama)
         # aclosing: when our consumer stops (aclose), the turn seals its partial answer now,
@@ -148,34 +153,49 @@ class _Turn:
     """The state of one running turn: what has streamed, and how to seal it on failure."""
 
     def __init__(
-        self, graph: CompiledStateGraph, session_id: str, context: TurnContext, ollama: OllamaClient
+        self,
+        graph: CompiledStateGraph,
+        session_id: str,
+        context: TurnContext,
+        ollama: OllamaClient | OllamaPool,
     ) -> None:
         self.graph, self.session_id, self.context, self.ollama = graph, session_id, context, ollama
         self.stats = TurnStats()
         self.partial = ""  # answer text of the model call in progress
+        self.refused: list[str] = []  # instances of the pool that refused this turn
 
     async def run(self, text: str) -> AsyncIterator[Event]:
         started = time.perf_counter()
         finished = False
+        turn_input: dict | None = {"messages": [HumanMessage(text)]}
         try:
-            stream = self.graph.astream(
-                {"messages": [HumanMessage(text)]},
-                _config(self.session_id),
-                context=self.context,
-                stream_mode=["messages", "updates"],
-            )
-            async with aclosing(stream):
-                async for mode, data in stream:
-                    for event in self._events(mode, data, started):
-                        yield event
+            while True:
+                try:
+                    stream = self.graph.astream(
+                        turn_input,
+                        _config(self.session_id),
+                        context=self.context,
+                        stream_mode=["messages", "updates"],
+                    )
+                    async with aclosing(stream):
+                        async for mode, data in stream:
+                            for event in self._events(mode, data, started):
+                                yield event
+                    break
+                except Exception as error:
+                    if not self._move_on(error):
+                        raise
+                    turn_input = None  # resume from the last checkpoint: redo the failed call
             self.stats.total_seconds = time.perf_counter() - started
             finished = True
             yield Done(self.session_id, self.stats)
         except Exception as error:
             typed = translate_error(
-                error, url=self.ollama.url, model=self.context.model,
+                error, url=self.context.ollama_url or self.ollama.url, model=self.context.model,
                 timeout=self.ollama.request_timeout,
             )
+            if isinstance(typed, OllamaUnavailable) and len(self.refused) > 1:
+                typed = OllamaUnavailable(", ".join(self.refused))
             if typed is None:
                 log.exception("turn failed in session %s", self.session_id)
                 typed = OllamaError(f"unexpected {type(error).__name__}; see the server log")
@@ -185,6 +205,21 @@ class _Turn:
         finally:
             if not finished:  # cancelled (Stop) or the consumer went away
                 await asyncio.shield(self._seal("stopped by the user"))
+
+    def _move_on(self, error: Exception) -> bool:
+        """With a pool, when the session's instance refused the connection (so no token of
+        this model call streamed): move the session to its next instance, for a retry."""
+        if not isinstance(self.ollama, OllamaPool):
+            return False
+        url = self.context.ollama_url
+        if not isinstance(translate_error(error, url=url), OllamaUnavailable):
+            return False
+        self.refused.append(url)
+        moved = self.ollama.move(self.session_id, url, tried=self.refused)
+        if moved is None:
+            return False
+        self.context = replace(self.context, ollama_url=moved)
+        return True
 
     def _events(self, mode: str, data: object, started: float) -> list[Event]:
         if mode == "messages":

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from ollamastack.agent import build_agent
 from ollamastack.chat import ChatService
 from ollamastack.memory import open_memory
-from ollamastack.ollama_client import OllamaClient
+from ollamastack.routing import connect
 from ollamastack.settings import Settings
 from ollamastack.tools import build_tools
 
@@ -17,7 +17,7 @@ from ollamastack.tools import build_tools
 @asynccontextmanager
 async def open_chat_service(settings: Settings) -> AsyncIterator[ChatService]:
     """Everything a UI or API needs, opened once and closed on exit."""
-    ollama = OllamaClient(settings.ollama_host, settings.request_timeout)
+    ollama = connect(settings)  # one client, or a pool over several Ollama instances
     try:
         async with open_memory(settings) as memory:
             graph = build_agent(settings, memory.checkpointer, build_tools(settings))

@@ -74,6 +74,10 @@ class RateLimited(OllamaStackError):
         )
 
 
+class NotAllowed(OllamaStackError):
+    """This user may not do that here (e.g. pull a model without being an administrator)."""
+
+
 class SessionNotFound(OllamaStackError):
     """No conversation with that id exists for this user."""
 

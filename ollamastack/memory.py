@@ -9,11 +9,13 @@ found, so no caller can forget the owner check.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
@@ -23,6 +25,8 @@ from ollamastack.settings import Settings
 from ollamastack.validation import session_id as valid_session_id
 
 TITLE_CHARS = 60
+SETUP_LOCK = 0x6F6C6C616D61  # PostgreSQL advisory lock held while creating the tables
+TRY_LOCK = "SELECT pg_try_advisory_lock(%s) AS got"
 MAX_LISTED = 10_000
 
 
@@ -101,16 +105,40 @@ async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
     else:
         opened = _open_sqlite(settings)
     async with opened as (checkpointer, store):
-        await checkpointer.setup()
-        await store.setup()
         yield Memory(checkpointer, SessionIndex(store))
+
+
+def _immediate_store(conn: Any) -> BaseStore:
+    """LangGraph's SQLite store, but taking the write lock when its transactions begin.
+
+    Its plain BEGIN reads and then writes; when the checkpointer (another connection) commits
+    in between, SQLite fails the write at once with "database is locked" instead of waiting.
+    BEGIN IMMEDIATE waits for the lock up front, within the connection's busy timeout.
+    """
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+    class ImmediateSqliteStore(AsyncSqliteStore):
+        @asynccontextmanager
+        async def _cursor(self, *, transaction: bool = True) -> AsyncIterator[Any]:
+            if not self.is_setup:
+                await self.setup()
+            async with self.lock:
+                if transaction:
+                    await self.conn.execute("BEGIN IMMEDIATE")
+                async with self.conn.cursor() as cursor:
+                    try:
+                        yield cursor
+                    finally:
+                        if transaction:
+                            await self.conn.execute("COMMIT")
+
+    return ImmediateSqliteStore(conn)
 
 
 @asynccontextmanager
 async def _open_sqlite(settings: Settings) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-    from langgraph.store.sqlite.aio import AsyncSqliteStore
 
     path = settings.sqlite_path
     assert path is not None
@@ -122,7 +150,10 @@ async def _open_sqlite(settings: Settings) -> AsyncIterator[tuple[BaseCheckpoint
         aiosqlite.connect(str(path)) as saver,
         aiosqlite.connect(str(path), isolation_level=None) as store,
     ):
-        yield AsyncSqliteSaver(saver), AsyncSqliteStore(store)
+        opened = AsyncSqliteSaver(saver), _immediate_store(store)
+        for part in opened:
+            await part.setup()
+        yield opened
 
 
 @asynccontextmanager
@@ -134,4 +165,19 @@ async def _open_postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, B
 
     options = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
     async with AsyncConnectionPool(url, kwargs=options, open=False, max_size=20) as pool:
-        yield AsyncPostgresSaver(pool), AsyncPostgresStore(pool)
+        opened = AsyncPostgresSaver(pool), AsyncPostgresStore(pool)
+        # App replicas started together on a new database would race to create the same
+        # tables (duplicate key errors): one process at a time, under a session lock. Polled,
+        # not waited for: a waiting statement would hold back the holder's CREATE INDEX
+        # CONCURRENTLY, which waits for every open transaction.
+        async with pool.connection() as lock:
+            while True:
+                if (await (await lock.execute(TRY_LOCK, (SETUP_LOCK,))).fetchone())["got"]:
+                    break
+                await asyncio.sleep(0.05)
+            try:
+                for part in opened:
+                    await part.setup()
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+        yield opened

@@ -142,6 +142,10 @@ class OllamaClient:
             self._capabilities[model] = tuple(shown.capabilities or ())
         return self._capabilities[model]
 
+    def forget(self, model: str) -> None:
+        """Drop `model`'s cached capabilities: it was pulled or deleted through another client."""
+        self._capabilities.pop(model, None)
+
     async def list_models(self) -> list[ModelInfo]:
         try:
             listing = await self._client.list()
@@ -180,7 +184,7 @@ class OllamaClient:
 
     async def pull(self, model: str) -> AsyncIterator[PullProgress]:
         """Stream the pull's progress; a failed pull raises the typed error."""
-        self._capabilities.pop(model, None)
+        self.forget(model)
         try:
             async for line in await self._client.pull(model, stream=True):
                 yield PullProgress(
@@ -193,7 +197,7 @@ class OllamaClient:
             raise self._error(error) from None
 
     async def delete(self, model: str) -> None:
-        self._capabilities.pop(model, None)
+        self.forget(model)
         try:
             await self._client.delete(model)
         except Exception as error:

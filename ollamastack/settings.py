@@ -6,7 +6,14 @@ import math
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -41,6 +48,20 @@ def normalize_ollama_host(value: str) -> str:
     return url.replace("://0.0.0.0:", "://127.0.0.1:")
 
 
+def split_ollama_hosts(value: str) -> list[str]:
+    """`OLLAMA_HOST` as a comma-separated list of instances: each normalised, no repeats.
+
+    >>> split_ollama_hosts("gpu0:11434, http://gpu1:11434/")
+    ['http://gpu0:11434', 'http://gpu1:11434']
+    >>> split_ollama_hosts("localhost,http://localhost:11434,")
+    ['http://localhost:11434']
+    >>> split_ollama_hosts(" ")
+    ['http://127.0.0.1:11434']
+    """
+    hosts = [normalize_ollama_host(part) for part in value.split(",") if part.strip()]
+    return list(dict.fromkeys(hosts)) or [normalize_ollama_host("")]
+
+
 def _sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'ollamastack.sqlite'}"
 
@@ -59,7 +80,8 @@ class Settings(BaseSettings):
     ollama_host: str = Field(
         "http://localhost:11434",
         validation_alias=AliasChoices("OLLAMA_HOST", "ollama_host"),
-        description="Ollama server (OLLAMA_HOST); `host:port` without a scheme is accepted.",
+        description="Ollama server (OLLAMA_HOST); `host:port` without a scheme is accepted. "
+        "Several instances, comma-separated: this field is the first, `ollama_hosts` all.",
     )
     model: str = Field("llama3.2", min_length=1, description="Default chat model.")
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
@@ -88,7 +110,7 @@ class Settings(BaseSettings):
     @field_validator("ollama_host")
     @classmethod
     def _host(cls, value: str) -> str:
-        return normalize_ollama_host(value)
+        return ",".join(split_ollama_hosts(value))  # split into ollama_hosts below
 
     @field_validator("auth")
     @classmethod
@@ -121,6 +143,22 @@ class Settings(BaseSettings):
             )
         return self
 
+    # -- several Ollama instances (OLLAMA_HOST="http://gpu0:11434,http://gpu1:11434") --
+
+    _ollama_hosts: tuple[str, ...] = PrivateAttr(())
+
+    @model_validator(mode="after")
+    def _instances(self) -> Settings:
+        self._ollama_hosts = tuple(self.ollama_host.split(","))
+        self.ollama_host = self._ollama_hosts[0]
+        return self
+
+    @property
+    def ollama_hosts(self) -> tuple[str, ...]:
+        """Every Ollama instance, the primary (`ollama_host`) first."""
+        hosts = self._ollama_hosts
+        return hosts if hosts[:1] == (self.ollama_host,) else (self.ollama_host,)
+
     @property
     def logins(self) -> list[tuple[str, str]]:
         """The (user, password) pairs of `auth`; empty when login is off."""
@@ -134,9 +172,33 @@ class Settings(BaseSettings):
             return Path(self.database_url.removeprefix("sqlite:///"))
         return None
 
+    # -- hostile users: rate limit, who may manage models, the audit log --
+
+    rate_limit: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        10, description="Messages a minute per user (per client address without login); 0: off."
+    )
+    admin_users: str = Field(
+        "", description="Logins that may pull and delete models (comma-separated); empty: "
+        "every user. With a share link and no login, nobody may.",
+    )
+    log_content: bool = Field(False, description="Also write message text to the audit log.")
+
+    @field_validator("admin_users")
+    @classmethod
+    def _admins(cls, value: str) -> str:
+        return ",".join(name.strip() for name in value.split(",") if name.strip())
+
+    @property
+    def admins(self) -> frozenset[str]:
+        """The logins of `admin_users`; empty when none are named."""
+        return frozenset(filter(None, self.admin_users.split(",")))
+
 
 _ENV_NAMES = {"ollama_host": "OLLAMA_HOST", "server_name": "GRADIO_SERVER_NAME",
               "server_port": "GRADIO_SERVER_PORT"}
+
+
+SECRET_FIELDS = {"auth", "database_url"}  # their values hold passwords: never echoed
 
 
 def describe_error(error: ValidationError) -> str:
@@ -146,7 +208,8 @@ def describe_error(error: ValidationError) -> str:
         field = str(item["loc"][0]) if item["loc"] else ""
         name = field if field.isupper() else _ENV_NAMES.get(field, f"OLLAMASTACK_{field.upper()}")
         message = item["msg"].removeprefix("Value error, ")
-        got = f" (got {item['input']!r})" if field and not isinstance(item["input"], dict) else ""
+        shown = field and field not in SECRET_FIELDS and not isinstance(item["input"], dict)
+        got = f" (got {item['input']!r})" if shown else ""
         lines.append(f"Invalid setting {name}: {message}{got}" if field else message)
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ollamastack.core import ServiceHandle
+from ollamastack.edge import Edge
 from ollamastack.settings import Settings
 from ollamastack.ui_chat import ChatHandlers
 from ollamastack.ui_conversations import ConversationHandlers
@@ -26,11 +27,11 @@ def _browser_key(settings: Settings) -> str:
     return hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
 
 
-def build_ui(settings: Settings, service: ServiceHandle) -> None:
+def build_ui(settings: Settings, service: ServiceHandle, edge: Edge) -> None:
     """Lay out the page inside the open Blocks and wire its events."""
-    chat = ChatHandlers(settings, service)
-    sessions = ConversationHandlers(service, answering=chat.answering)
-    models = ModelsHandlers(service)
+    chat = ChatHandlers(settings, service, edge=edge)
+    sessions = ConversationHandlers(service, answering=chat.answering, edge=edge)
+    models = ModelsHandlers(service, edge=edge)
     key = _browser_key(settings)
     conversations = gr.BrowserState(
         [], storage_key=f"ollamastack-conversations-{key}", secret=f"ollamastack-{key}"

@@ -2,7 +2,8 @@
 
 Plain async functions of the page's values: `build_ui` wires them to the components, tests
 call them directly. The user always comes from the request (login), so the core's owner
-checks apply to every call.
+checks apply to every call; the `Edge` shared with the API counts each message against the
+rate limit and records each turn in the audit log.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import gradio as gr
 from ollamastack.chat import ChatService
 from ollamastack.chat_view import TurnView, history_view
 from ollamastack.core import ServiceHandle
-from ollamastack.edge import user_of
-from ollamastack.errors import OllamaStackError
+from ollamastack.edge import Caller, Edge, Entry, caller_of, user_of
+from ollamastack.errors import OllamaStackError, RateLimited
 from ollamastack.events import Started, TurnError
 from ollamastack.memory import TITLE_CHARS
 from ollamastack.settings import Settings
@@ -32,6 +33,7 @@ SETTLE_TIMEOUT = 10.0  # how long to wait for a stopped turn to be stored
 
 Chat = list[Any]  # gr.ChatMessage, or the dicts the Chatbot hands back
 SKIP = gr.skip()
+BUSY = "This conversation is still answering: wait for it, or press Stop."
 
 
 class TurnUpdate(NamedTuple):
@@ -54,11 +56,13 @@ class ChatHandlers:
         settings: Settings,
         service: ServiceHandle,
         *,
+        edge: Edge | None = None,
         update_interval: float = UPDATE_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.service = service
+        self.edge = edge or Edge(settings)
         self.update_interval = update_interval
         self.clock = clock
         self._turns: dict[str, asyncio.Event] = {}  # sessions answering now; set once stored
@@ -116,14 +120,23 @@ class ChatHandlers:
         if not (message or "").strip():
             yield TurnUpdate()
             return
-        options = (model, temperature, system_prompt, show_thinking)
-        turn = self._turn(
-            message, list(history or []), session_id, list(conversations or []), *options,
-            user_of(request),
+        caller = caller_of(request)
+        model = model or self.settings.model
+        audited = self.edge.record(
+            "ui_send", caller, session_id=session_id or "", model=model, message=message
         )
-        async with aclosing(turn) as updates:
-            async for update in updates:
-                yield update
+        with audited as entry:
+            if not self._counted(entry, caller):
+                yield TurnUpdate()  # the message stays in the box, to send a little later
+                return
+            options = (model, temperature, system_prompt, show_thinking)
+            turn = self._turn(
+                message, list(history or []), session_id, list(conversations or []), *options,
+                caller.user, entry,
+            )
+            async with aclosing(turn) as updates:
+                async for update in updates:
+                    yield update
 
     async def retry(
         self,
@@ -135,40 +148,47 @@ class ChatHandlers:
         request: gr.Request | None = None,
     ) -> AsyncIterator[TurnUpdate]:
         """Ask the last message again: its turn is forgotten and answered anew."""
-        user = user_of(request)
-        core = await self._core()
+        caller = caller_of(request)
         model = model or self.settings.model
-        try:  # what the turn checks first: if it would fail, keep the turn there is
-            await core.ollama.capabilities(model)
-        except OllamaStackError as error:
-            warn(str(error))
-            yield TurnUpdate(status=await status_line(core.ollama, model))
-            return
-        text = await self._undo(core, session_id, user)
-        if not text:
-            yield TurnUpdate()
-            return
-        with toast_errors():
-            messages = await core.history(session_id, user)
-        history = history_view(messages, show_thinking=show_thinking)
-        options = (model, temperature, system_prompt, show_thinking)
-        turn = self._turn(text, history, session_id, None, *options, user)
-        async with aclosing(turn) as updates:
-            async for update in updates:
-                yield update
+        with self.edge.record("ui_retry", caller, session_id=session_id, model=model) as entry:
+            if not self._counted(entry, caller):  # before the undo: the turn stays
+                yield TurnUpdate()
+                return
+            core = await self._core()
+            try:  # what the turn checks first: if it would fail, keep the turn there is
+                await core.ollama.capabilities(model)
+            except OllamaStackError as error:
+                entry.fail(error)
+                warn(str(error))
+                yield TurnUpdate(status=await status_line(core.ollama, model))
+                return
+            text = await self._undo(core, session_id, caller.user)
+            if not text:
+                yield TurnUpdate()
+                return
+            entry.message = text
+            with toast_errors():
+                messages = await core.history(session_id, caller.user)
+            history = history_view(messages, show_thinking=show_thinking)
+            options = (model, temperature, system_prompt, show_thinking)
+            turn = self._turn(text, history, session_id, None, *options, caller.user, entry)
+            async with aclosing(turn) as updates:
+                async for update in updates:
+                    yield update
 
     async def undo(
         self, session_id: str, show_thinking: bool, request: gr.Request | None = None
     ) -> tuple[Any, Any]:
         """Forget the last turn; its message goes back into the box to edit: (chat, box)."""
-        user = user_of(request)
-        core = await self._core()
-        text = await self._undo(core, session_id, user)
-        if not text:
-            return SKIP, SKIP
-        with toast_errors():
-            messages = await core.history(session_id, user)
-        return history_view(messages, show_thinking=show_thinking), text
+        caller = caller_of(request)
+        with self.edge.record("ui_undo", caller, session_id=session_id):
+            core = await self._core()
+            text = await self._undo(core, session_id, caller.user)
+            if not text:
+                return SKIP, SKIP
+            with toast_errors():
+                messages = await core.history(session_id, caller.user)
+            return history_view(messages, show_thinking=show_thinking), text
 
     async def settle(
         self,
@@ -211,11 +231,12 @@ class ChatHandlers:
         system_prompt: str,
         show_thinking: bool,
         user: str,
+        entry: Entry,
     ) -> AsyncIterator[TurnUpdate]:
         core = await self._core()
-        model = model or self.settings.model
         if session_id in self._turns:
-            warn("This conversation is still answering: wait for it, or press Stop.")
+            entry.outcome, entry.error = "refused", BUSY
+            warn(BUSY)
             yield TurnUpdate()
             return
         stored = asyncio.Event()  # set once the turn is over and stored, however it ended
@@ -242,6 +263,7 @@ class ChatHandlers:
                 async with aclosing(events):
                     async for event in events:
                         if isinstance(event, Started):
+                            entry.session_id = event.session_id
                             if not key:  # a new conversation: it joins the side list now
                                 key = event.session_id
                                 self._turns[key] = stored
@@ -257,10 +279,12 @@ class ChatHandlers:
                             yield TurnUpdate([*chat, *view.messages()])
                             last = now
             except OllamaStackError as refused:  # raised, not streamed: nothing was stored
+                entry.fail(refused)
                 warn(str(refused))
                 yield TurnUpdate(history, message, streaming=False)
                 return
             if failure is not None:
+                entry.fail(failure)
                 warn(str(failure))
             status = await status_line(core.ollama, model)
             yield TurnUpdate([*chat, *view.messages()], status=status, streaming=False)
@@ -268,6 +292,16 @@ class ChatHandlers:
             stored.set()
             if key and self._turns.get(key) is stored:
                 del self._turns[key]
+
+    def _counted(self, entry: Entry, caller: Caller) -> bool:
+        """Count one message against the rate limit; False (with a toast) when over it."""
+        try:
+            self.edge.count_message(caller)
+        except RateLimited as error:
+            entry.fail(error)
+            warn(str(error))
+            return False
+        return True
 
     @staticmethod
     def _listed(
@@ -285,7 +319,7 @@ class ChatHandlers:
             warn("There is nothing to undo or retry yet.")
             return ""
         if session_id in self._turns:
-            warn("This conversation is still answering: wait for it, or press Stop.")
+            warn(BUSY)
             return ""
         with toast_errors():
             text = await core.undo_last_turn(session_id, user)

@@ -19,7 +19,7 @@ from ollamastack import transcript
 from ollamastack.chat import ChatService
 from ollamastack.chat_view import history_view
 from ollamastack.core import ServiceHandle
-from ollamastack.edge import user_of
+from ollamastack.edge import Caller, Edge, caller_of, user_of
 from ollamastack.errors import OllamaStackError
 from ollamastack.ui_status import toast_errors, warn
 
@@ -51,9 +51,12 @@ async def known_conversations(
 class ConversationHandlers:
     """Opening, deleting and exporting conversations; `answering` holds sessions mid-turn."""
 
-    def __init__(self, service: ServiceHandle, *, answering: Container[str] = ()) -> None:
+    def __init__(
+        self, service: ServiceHandle, *, answering: Container[str] = (), edge: Edge | None = None
+    ) -> None:
         self.service = service
         self.answering = answering
+        self.edge = edge or Edge(service.settings)
         self._exports: Path | None = None
 
     async def _core(self) -> ChatService:
@@ -72,16 +75,18 @@ class ConversationHandlers:
         request: gr.Request | None = None,
     ) -> tuple[Any, Any, Conversations, dict]:
         """Reload a conversation from the server's memory: (chat, session, conversations, list)."""
-        user = user_of(request)
+        caller = caller_of(request)
         core = await self._core()
         if not session_id:
             return SKIP, SKIP, conversations, SKIP
-        try:
-            messages = await core.history(session_id, user)
-        except OllamaStackError as error:
-            warn(str(error))
-            known = await known_conversations(core, user, conversations)
-            return SKIP, SKIP, known, conversation_list(known)
+        with self.edge.record("ui_open", caller, session_id=str(session_id)) as entry:
+            try:
+                messages = await core.history(session_id, caller.user)
+            except OllamaStackError as error:
+                entry.fail(error)
+                warn(str(error))
+                known = await known_conversations(core, caller.user, conversations)
+                return SKIP, SKIP, known, conversation_list(known)
         return history_view(messages, show_thinking=show_thinking), session_id, conversations, SKIP
 
     async def show(
@@ -99,7 +104,8 @@ class ConversationHandlers:
         self, session_id: str, conversations: Conversations, request: gr.Request | None = None
     ) -> tuple[Any, str, Conversations, dict]:
         """Delete the open conversation here and in memory: (chat, session, conversations, list)."""
-        user = user_of(request)
+        caller = caller_of(request)
+        user = caller.user
         core = await self._core()
         if not session_id:
             warn("Open a conversation to delete it.")
@@ -107,8 +113,9 @@ class ConversationHandlers:
         if session_id in self.answering:
             warn("This conversation is still answering: press Stop first.")
             return SKIP, session_id, conversations, SKIP
-        with toast_errors():
-            await core.delete_session(session_id, user)
+        with self.edge.record("ui_delete_conversation", caller, session_id=session_id):
+            with toast_errors():
+                await core.delete_session(session_id, user)
         kept = [c for c in conversations if c.get("id") != session_id]
         known = await known_conversations(core, user, kept)
         return [], "", known, conversation_list(known)
@@ -118,16 +125,20 @@ class ConversationHandlers:
         return gr.update(value=None, visible=False)
 
     async def export_markdown(self, session_id: str, request: gr.Request | None = None) -> dict:
-        return await self._export(session_id, "md", user_of(request))
+        return await self._export(session_id, "md", caller_of(request))
 
     async def export_json(self, session_id: str, request: gr.Request | None = None) -> dict:
-        return await self._export(session_id, "json", user_of(request))
+        return await self._export(session_id, "json", caller_of(request))
 
-    async def _export(self, session_id: str, kind: str, user: str) -> dict:
+    async def _export(self, session_id: str, kind: str, caller: Caller) -> dict:
         """Write the open conversation to a file and offer it for download."""
         if not session_id:
             warn("There is no conversation to export yet.")
             return gr.update(value=None, visible=False)
+        with self.edge.record(f"ui_export_{kind}", caller, session_id=session_id):
+            return await self._write_export(session_id, kind, caller.user)
+
+    async def _write_export(self, session_id: str, kind: str, user: str) -> dict:
         core = await self._core()
         with toast_errors():
             messages = await core.history(session_id, user)

@@ -13,6 +13,7 @@ import gradio as gr
 
 from ollamastack import validation
 from ollamastack.core import ServiceHandle
+from ollamastack.edge import Edge, caller_of, models_refusal
 from ollamastack.errors import OllamaStackError
 from ollamastack.ollama_client import ModelInfo, PullProgress
 from ollamastack.ui_status import toast_errors, warn
@@ -95,16 +96,19 @@ def note(text: str) -> str:
 
 
 class ModelsHandlers:
-    """Everything the Models tab does; models belong to the Ollama server, not to a user."""
+    """Everything the Models tab does; models belong to the Ollama server, not to a user, so
+    pulling and deleting them can be kept to administrators (see `edge.models_refusal`)."""
 
     def __init__(
         self,
         service: ServiceHandle,
         *,
+        edge: Edge | None = None,
         update_interval: float = PROGRESS_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.service = service
+        self.edge = edge or Edge(service.settings)
         self.update_interval = update_interval
         self.clock = clock
 
@@ -121,39 +125,49 @@ class ModelsHandlers:
         names = [m.name for m in models]
         return model_rows(models, running), gr.update(choices=names, value=None)
 
-    async def pull(self, name: str) -> AsyncIterator[tuple[Any, ...]]:
+    async def pull(
+        self, name: str, request: gr.Request | None = None
+    ) -> AsyncIterator[tuple[Any, ...]]:
         """Pull `name`, streaming (progress, table, delete picker); the table ends refreshed."""
-        try:
-            name = validation.model_name(name)
-        except OllamaStackError as error:
-            warn(str(error))
-            yield note(str(error)), SKIP, SKIP
-            return
-        with toast_errors():
-            core = await self.service.get()
-        tracker = PullTracker(status="starting")
-        yield tracker.html(name), SKIP, SKIP
-        last = self.clock()
-        try:
-            async with aclosing(core.ollama.pull(name)) as steps:
-                async for step in steps:
-                    changed = step.status != tracker.status and not step.digest
-                    tracker.add(step)
-                    now = self.clock()
-                    if changed or now - last >= self.update_interval:
-                        yield tracker.html(name), SKIP, SKIP
-                        last = now
-        except OllamaStackError as error:
-            warn(f"Could not pull {name}: {error}")
-            yield note(f"Could not pull {name}: {error}"), SKIP, SKIP
-            return
-        rows, picker = await self.table()
-        yield note(f"{name} is installed."), rows, picker
+        caller = caller_of(request)
+        with self.edge.record("ui_pull", caller, model=str(name)) as entry:
+            try:
+                self.edge.check_models(caller)
+                name = validation.model_name(name)
+            except OllamaStackError as error:
+                entry.fail(error)
+                warn(str(error))
+                yield note(str(error)), SKIP, SKIP
+                return
+            with toast_errors():
+                core = await self.service.get()
+            tracker = PullTracker(status="starting")
+            yield tracker.html(name), SKIP, SKIP
+            last = self.clock()
+            try:
+                async with aclosing(core.ollama.pull(name)) as steps:
+                    async for step in steps:
+                        changed = step.status != tracker.status and not step.digest
+                        tracker.add(step)
+                        now = self.clock()
+                        if changed or now - last >= self.update_interval:
+                            yield tracker.html(name), SKIP, SKIP
+                            last = now
+            except OllamaStackError as error:
+                entry.fail(error)
+                warn(f"Could not pull {name}: {error}")
+                yield note(f"Could not pull {name}: {error}"), SKIP, SKIP
+                return
+            rows, picker = await self.table()
+            yield note(f"{name} is installed."), rows, picker
 
-    def ask_delete(self, name: str | None) -> tuple[dict, str]:
+    def ask_delete(self, name: str | None, request: gr.Request | None = None) -> tuple[dict, str]:
         """Show the confirmation: (confirmation box, its text)."""
         if not name:
             warn("Choose a model to delete.")
+            return gr.update(visible=False), ""
+        if refusal := models_refusal(self.edge.settings, caller_of(request).user):
+            warn(refusal)
             return gr.update(visible=False), ""
         question = f"Delete **{name}** from Ollama? Its files are removed; pull it to get it back."
         return gr.update(visible=True), question
@@ -161,20 +175,27 @@ class ModelsHandlers:
     def cancel_delete(self) -> dict:
         return gr.update(visible=False)
 
-    async def delete(self, name: str | None) -> tuple[dict, Any, Any, str]:
+    async def delete(
+        self, name: str | None, request: gr.Request | None = None
+    ) -> tuple[dict, Any, Any, str]:
         """Delete after confirmation: (confirmation box, table, delete picker, note)."""
         hidden = gr.update(visible=False)
         if not name:
             return hidden, SKIP, SKIP, ""
-        with toast_errors():
-            core = await self.service.get()
-        try:
-            await core.ollama.delete(name)
-        except OllamaStackError as error:
-            warn(f"Could not delete {name}: {error}")
-            return hidden, SKIP, SKIP, note(f"Could not delete {name}: {error}")
-        rows, picker = await self.table()
-        return hidden, rows, picker, note(f"{name} was deleted.")
+        caller = caller_of(request)
+        with self.edge.record("ui_delete_model", caller, model=str(name)) as entry:
+            try:
+                self.edge.check_models(caller)
+                name = validation.model_name(name)
+                with toast_errors():
+                    core = await self.service.get()
+                await core.ollama.delete(name)
+            except OllamaStackError as error:
+                entry.fail(error)
+                warn(f"Could not delete {name}: {error}")
+                return hidden, SKIP, SKIP, note(f"Could not delete {name}: {error}")
+            rows, picker = await self.table()
+            return hidden, rows, picker, note(f"{name} was deleted.")
 
 
 @dataclass

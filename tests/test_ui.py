@@ -298,6 +298,9 @@ async def test_stop_keeps_what_streamed_in_the_chat_and_in_memory(
     assert (stored.text, stored.response_metadata["interrupted"]) == (
         partial, "stopped by the user"
     )
+    ollama_server.token_rate = None  # the next turn works
+    after = await collect(send(chat, "go on", shown, session))
+    assert after[-1].chat[-1].content.startswith("You said: go on\n\n<sub>")
 
 
 async def test_undo_forgets_the_last_turn_and_retry_asks_it_again(
@@ -375,15 +378,42 @@ async def test_conversations_are_listed_reopened_and_deleted(
 
 
 async def test_with_login_each_user_reaches_only_their_conversations(
-    chat: ChatHandlers, saved: ConversationHandlers
+    chat: ChatHandlers, saved: ConversationHandlers, handle: ServiceHandle,
+    ollama_server: FakeOllama,
 ):
+    """Bob tries every handler that takes a session id with Alice's (the page keeps the id
+    in server-side state, but a shared browser or a crafted request could carry it)."""
     alice, bob = SimpleNamespace(username="alice"), SimpleNamespace(username="bob")
     updates = await collect(send(chat, "my secret", request=alice))
     session = session_of(updates)
-    with pytest.warns(UserWarning, match="No conversation with id"):
+    core = await handle.get()
+    kept, chats = await core.history(session, "alice"), len(ollama_server.chat_requests)
+    gone = f"No conversation with id {session} was found."
+    listed = [{"id": session, "title": "my secret"}]
+
+    with pytest.warns(UserWarning, match=gone):
+        refused = await collect(send(chat, "tell me", [], session, request=bob))
+    assert refused[-1] == TurnUpdate([], "tell me", streaming=False)
+    for attempt in (
+        lambda: collect(chat.retry(session, MODEL, 0.7, "", True, bob)),
+        lambda: chat.undo(session, True, bob),
+        lambda: chat.settle(session, True, listed, True, bob),
+        lambda: saved.show(session, True, bob),
+        lambda: saved.delete_conversation(session, listed, bob),
+        lambda: saved.export_markdown(session, bob),
+        lambda: saved.export_json(session, bob),
+    ):
+        with pytest.raises(gr.Error, match=gone):
+            await attempt()
+    with pytest.warns(UserWarning, match=gone):
         assert (await saved.open_conversation(session, True, [], bob))[:2] == (SKIP, SKIP)
-    with pytest.raises(gr.Error, match="No conversation with id"):
-        await saved.export_json(session, bob)
+    # a browser that lists Alice's conversation shows Bob nothing of it
+    assert (await chat.settle(session, False, listed, True, bob))[2] == []
+    assert (await chat.load_page(listed, MODEL, bob))[2] == []
+    assert await core.sessions("bob") == []
+
+    assert await core.history(session, "alice") == kept
+    assert len(ollama_server.chat_requests) == chats
     assert (await saved.open_conversation(session, True, [], alice))[1] == session
 
 
