@@ -215,8 +215,8 @@ def test_chat_streams_a_thinking_models_reasoning_apart_from_the_answer(
 def test_cancelling_a_chat_keeps_what_streamed_marked_as_stopped(
     client: Client, ollama: OllamaView
 ) -> None:
-    ollama.server.token_rate = 20
-    text = "one two three four five six seven eight nine ten eleven twelve"
+    ollama.server.token_rate = 10  # 4 s of answer: the cancel lands mid-stream even on a busy CI
+    text = " ".join(f"w{i}" for i in range(40))
     ollama.enqueue_text(text)
     job = client.submit("Count to twelve", api_name="/chat")
     seen = list(islice(job, 3))
