@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.test-installed
 JS_STAMP   := tests/js/node_modules/.installed
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help run test lint clean
+.PHONY: help run test lint bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -48,6 +48,15 @@ lint: $(TEST_STAMP)  ## Static checks (ruff)
 
 test: lint $(APT_STAMP) $(JS_STAMP)  ## Set up and run the whole test suite
 	$(PY) -m pytest
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(TEST_STAMP) requirements-bench.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench: $(BENCH_STAMP) $(APT_STAMP)  ## Measure our overhead over Ollama; writes BENCHMARKS.md (BENCH_ARGS=--quick)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:  ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
