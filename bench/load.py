@@ -29,7 +29,8 @@ def model_of(index: int) -> str:
 
 
 def is_tool_turn(session: int, turn: int) -> bool:
-    return (session + turn) % TOOL_EVERY == 1
+    """One turn in four, staggered across sessions; a session's 4th, 8th... turn first."""
+    return (session + turn) % TOOL_EVERY == TOOL_EVERY - 1
 
 
 def percentile(values: list[float], q: float) -> float:

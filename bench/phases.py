@@ -30,7 +30,7 @@ class Plan:
     diagnose: bool  # profiles, Gradio's session state, TTFT stages, PostgreSQL, import gradio
 
 
-FULL = Plan({1: 6, 8: 5, 32: 3, 64: 2}, 6.0, 32, 1000, 30, 3, True)
+FULL = Plan({1: 8, 8: 5, 32: 3, 64: 2}, 6.0, 32, 1000, 30, 3, True)
 QUICK = Plan({1: 2, 8: 2}, 2.0, 16, 100, 20, 1, False)
 
 
