@@ -3,6 +3,8 @@
 from collections.abc import Iterator
 
 import pytest
+from api_helpers import OllamaView, Served
+from gradio_client import Client
 from ollama_server import FakeOllama
 from postgres_server import PostgresServer, postgres_bin
 
@@ -26,3 +28,28 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+# For modules that share one launched app: each defines a module-scoped `served` fixture.
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[FakeOllama]:
+    """One Ollama-protocol server for a whole module, with `llama3.2` (tools-capable)."""
+    server = FakeOllama()
+    server.add_model("llama3.2", capabilities=("completion", "tools"))
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(served: Served) -> Client:
+    """A gradio_client connected to the module's app."""
+    return Client(served.url, verbose=False)
+
+
+@pytest.fixture
+def ollama(shared_server: FakeOllama) -> Iterator[OllamaView]:
+    """This test's view of the module's server: its own requests, a clean queue."""
+    with OllamaView.of(shared_server) as view:
+        yield view

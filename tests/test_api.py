@@ -34,28 +34,9 @@ REQ = "required"
 
 
 @pytest.fixture(scope="module")
-def shared_server() -> Iterator[FakeOllama]:
-    server = FakeOllama()
-    server.add_model("llama3.2", capabilities=("completion", "tools"))
-    with server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def served(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with serve(shared_server, tmp_path_factory.mktemp("data"), concurrency=4) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def client(served: Served) -> Client:
-    return Client(served.url, verbose=False)
-
-
-@pytest.fixture
-def ollama(shared_server: FakeOllama) -> Iterator[OllamaView]:
-    with OllamaView.of(shared_server) as view:
-        yield view
 
 
 def eventually(fetch: Callable[[], Any], *, until: Callable[[Any], Any], n: Any) -> Any:

@@ -178,28 +178,9 @@ async def test_the_core_refuses_it_before_storing_anything(
 
 
 @pytest.fixture(scope="module")
-def shared_server() -> Iterator[FakeOllama]:
-    server = FakeOllama()
-    server.add_model("llama3.2", capabilities=("completion", "tools"))
-    with server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def served(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with serve(shared_server, tmp_path_factory.mktemp("data")) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def client(served: Served) -> Client:
-    return Client(served.url, verbose=False)
-
-
-@pytest.fixture
-def ollama(shared_server: FakeOllama) -> Iterator[OllamaView]:
-    with OllamaView.of(shared_server) as view:
-        yield view
 
 
 @pytest.mark.parametrize("case", REFUSED)

@@ -132,29 +132,10 @@ def recover(server: FakeOllama) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared_server() -> Iterator[FakeOllama]:
-    server = FakeOllama()
-    server.add_model("llama3.2", capabilities=("completion", "tools"))
-    with server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def served(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("data")
     with serve(shared_server, data, request_timeout=REQUEST_TIMEOUT) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def client(served: Served) -> Client:
-    return Client(served.url, verbose=False)
-
-
-@pytest.fixture
-def ollama(shared_server: FakeOllama) -> Iterator[OllamaView]:
-    with OllamaView.of(shared_server) as view:
-        yield view
 
 
 @pytest.mark.parametrize("fault", [pytest.param(f, id=f.id) for f in FAULTS])

@@ -29,23 +29,9 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def shared_server() -> Iterator[FakeOllama]:
-    server = FakeOllama()
-    server.add_model("llama3.2", capabilities=("completion", "tools"))
-    with server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def app(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with serve(shared_server, tmp_path_factory.mktemp("data"), mcp=True) as served:
         yield served
-
-
-@pytest.fixture
-def ollama(shared_server: FakeOllama) -> Iterator[OllamaView]:
-    with OllamaView.of(shared_server) as view:
-        yield view
 
 
 @asynccontextmanager

@@ -352,14 +352,6 @@ def http_get(url: str, path: str, method: str = "GET", body: bytes | None = None
 
 
 @pytest.fixture(scope="module")
-def shared_server() -> Iterator[FakeOllama]:
-    server = FakeOllama()
-    server.add_model("llama3.2", capabilities=("completion", "tools"))
-    with server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def exposed_data() -> Iterator[Path]:
     """A data directory inside Gradio's own temp folder, which its file routes serve: only
     the app's `blocked_paths` keep the database and audit log there from being downloaded."""
@@ -376,12 +368,6 @@ def served(shared_server: FakeOllama, exposed_data: Path) -> Iterator[Served]:
         client = Client(served.url, verbose=False)
         client.predict("Something to store", api_name="/chat")  # the database has content
         yield served
-
-
-@pytest.fixture
-def ollama(shared_server: FakeOllama) -> Iterator[OllamaView]:
-    with OllamaView.of(shared_server) as view:
-        yield view
 
 
 RESPONSES: dict[str, Callable[[Served], tuple[str, str, bytes | None]]] = {
