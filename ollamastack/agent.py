@@ -17,10 +17,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 from langchain_core.tools import BaseTool
-from langchain_ollama import ChatOllama
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
+from ollamastack.ollama_chat import OllamaChatModel
 from ollamastack.settings import Settings
 
 TOOL_BUDGET_SPENT = (
@@ -131,7 +131,7 @@ def build_agent(
     `ollama_url` picks it.
     """
     models = {
-        url: ChatOllama(
+        url: OllamaChatModel(
             model=settings.model,
             base_url=url,
             num_ctx=settings.num_ctx,

@@ -103,21 +103,9 @@ CASES = [
          "Error: the expression is too long (10,001 characters; the limit is 500)."),
 ]  # fmt: skip
 
-# langchain_ollama reads every string argument of a tool call with `ast.literal_eval` when it
-# is not JSON; a long sum makes that raise RecursionError before any tool runs, and the turn
-# fails. The fix belongs where the agent builds its ChatOllama (agent.py).
-PARSER_RECURSION = pytest.mark.xfail(
-    reason="langchain_ollama's ast.literal_eval of tool arguments: RecursionError", strict=True
-)
-
 REFUSED = [pytest.param(c, id=c.id) for c in CASES if "calculator" not in c.fields]
 ON_THE_PAGE = [pytest.param(c, id=c.id) for c in CASES if "calculator" not in c.fields and c.page]
-CALCULATOR = [
-    pytest.param(
-        c, id=c.id, marks=[PARSER_RECURSION] if len(c.fields["calculator"]) > 5000 else []
-    )
-    for c in CASES if "calculator" in c.fields
-]
+CALCULATOR = [pytest.param(c, id=c.id) for c in CASES if "calculator" in c.fields]
 TOOL_SECONDS = 5.0  # a refused expression costs milliseconds; this only catches a hang
 
 
