@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from langchain_core.messages import (
     AIMessage,
@@ -41,6 +41,7 @@ from ollamastack.settings import Settings
 log = logging.getLogger(__name__)
 
 INTERRUPTED_TOOL = "The tool did not finish: the turn was interrupted."
+CUT_OFF = "the app stopped before the answer was finished"
 
 
 def _config(session_id: str) -> dict:
@@ -60,15 +61,27 @@ class ChatService:
     graph: CompiledStateGraph
     memory: Memory
     ollama: OllamaClient | OllamaPool
+    # sessions looked at since this process started: a turn cut off by a crash is sealed
+    # the first time its session is loaded again (turns of this process seal themselves)
+    _loaded: set[str] = field(default_factory=set, repr=False)
+
+    async def _load(self, session_id: str, user: str) -> str:
+        session_id = await self.memory.sessions.check(session_id, user)
+        if session_id not in self._loaded:
+            self._loaded.add(session_id)
+            await seal_cut_off_turn(self.graph, session_id)
+        return session_id
 
     async def new_session(self, user: str = "") -> str:
-        return await self.memory.sessions.create(user)
+        session_id = await self.memory.sessions.create(user)
+        self._loaded.add(session_id)
+        return session_id
 
     async def sessions(self, user: str = "") -> list[SessionInfo]:
         return await self.memory.sessions.list(user)
 
     async def history(self, session_id: str, user: str = "") -> list[AnyMessage]:
-        session_id = await self.memory.sessions.check(session_id, user)
+        session_id = await self._load(session_id, user)
         state = await self.graph.aget_state(_config(session_id))
         return list(state.values.get("messages", []))
 
@@ -76,6 +89,7 @@ class ChatService:
         session_id = await self.memory.sessions.check(session_id, user)
         await self.memory.checkpointer.adelete_thread(session_id)
         await self.memory.sessions.delete(session_id, user)
+        self._loaded.discard(session_id)
 
     async def undo_last_turn(self, session_id: str, user: str = "") -> str:
         """Forget the last turn: the last user message and all that followed it.
@@ -121,14 +135,14 @@ class ChatService:
             system_prompt, what="system prompt", limit=8000, allow_empty=True
         ) or settings.system_prompt
         if session_id:
-            session_id = await self.memory.sessions.check(session_id, user)
+            session_id = await self._load(session_id, user)
         try:
             capabilities = await self.ollama.capabilities(model)
         except OllamaStackError as error:
             yield TurnError(session_id, error)
             return
         if not session_id:
-            session_id = await self.memory.sessions.create(user)
+            session_id = await self.new_session(user)
         await self.memory.sessions.touch(session_id, user, text)
         yield Started(session_id)
         context = TurnContext(
@@ -264,33 +278,52 @@ class _Turn:
         stats.done_reason = str(metadata.get("done_reason") or "")
 
     async def _seal(self, reason: str) -> None:
-        """Store what streamed, marked interrupted, and close any tool call left open."""
-        config = _config(self.session_id)
-        try:
-            state = await self.graph.aget_state(config)
-            messages = state.values.get("messages", [])
-            # The state shown includes the writes of steps a cancelled run never checkpointed
-            # (a finished model call, say), and an update as "model" drops those: so the turn
-            # is sent again. The reducer keeps one copy per message id.
-            turn = list(messages[current_turn_start(messages):])
-            answered = {m.tool_call_id for m in turn if isinstance(m, ToolMessage)}
-            open_calls = [
-                call
-                for m in turn if isinstance(m, AIMessage)
-                for call in m.tool_calls if call["id"] not in answered
-            ]
-            patch: list[AnyMessage] = [
-                *turn,
-                *(
-                    ToolMessage(
-                        INTERRUPTED_TOOL, tool_call_id=c["id"], name=c["name"], status="error"
-                    )
-                    for c in open_calls
-                ),
-            ]
-            finished = len(turn) > 1 and isinstance(turn[-1], AIMessage) and not turn[-1].tool_calls
-            if not finished:  # else the answer was whole; only its update had not streamed
-                patch.append(AIMessage(self.partial, response_metadata={"interrupted": reason}))
-            await self.graph.aupdate_state(config, {"messages": patch}, as_node="model")
-        except Exception:
-            log.exception("could not seal interrupted turn in session %s", self.session_id)
+        await seal_turn(self.graph, self.session_id, self.partial, reason)
+
+
+def answered_in_full(turn: list[AnyMessage]) -> bool:
+    """Whether a turn (its question and what followed) ends with the model's final answer."""
+    return len(turn) > 1 and isinstance(turn[-1], AIMessage) and not turn[-1].tool_calls
+
+
+async def seal_cut_off_turn(graph: CompiledStateGraph, session_id: str) -> None:
+    """Seal a last turn left unanswered by an app process that died mid-turn (SIGKILL, power
+    loss): no seal ran then, and an open tool call would break the next turn."""
+    messages = (await graph.aget_state(_config(session_id))).values.get("messages", [])
+    turn = list(messages[current_turn_start(messages):])
+    if turn and isinstance(turn[0], HumanMessage) and not answered_in_full(turn):
+        await seal_turn(graph, session_id, "", CUT_OFF)
+
+
+async def seal_turn(
+    graph: CompiledStateGraph, session_id: str, partial: str, reason: str
+) -> None:
+    """Store what streamed of an unfinished last turn, marked interrupted, and close any tool
+    call left open; a finished turn (or none) is left as it is."""
+    config = _config(session_id)
+    try:
+        state = await graph.aget_state(config)
+        messages = state.values.get("messages", [])
+        # The state shown includes the writes of steps a cancelled run never checkpointed
+        # (a finished model call, say), and an update as "model" drops those: so the turn
+        # is sent again. The reducer keeps one copy per message id.
+        turn = list(messages[current_turn_start(messages):])
+        finished = answered_in_full(turn)
+        answered = {m.tool_call_id for m in turn if isinstance(m, ToolMessage)}
+        open_calls = [
+            call
+            for m in turn if isinstance(m, AIMessage)
+            for call in m.tool_calls if call["id"] not in answered
+        ]
+        patch: list[AnyMessage] = [
+            *turn,
+            *(
+                ToolMessage(INTERRUPTED_TOOL, tool_call_id=c["id"], name=c["name"], status="error")
+                for c in open_calls
+            ),
+        ]
+        if not finished:  # else the answer was whole; only its update had not streamed
+            patch.append(AIMessage(partial, response_metadata={"interrupted": reason}))
+        await graph.aupdate_state(config, {"messages": patch}, as_node="model")
+    except Exception:
+        log.exception("could not seal interrupted turn in session %s", session_id)

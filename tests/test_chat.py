@@ -18,11 +18,12 @@ from chat_helpers import (
     tool_message,
     user,
 )
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from ollama_server import FakeOllama
 
 from ollamastack.agent import build_agent
-from ollamastack.chat import INTERRUPTED_TOOL, ChatService
+from ollamastack.chat import CUT_OFF, INTERRUPTED_TOOL, ChatService
 from ollamastack.core import open_chat_service
 from ollamastack.errors import (
     ModelNotFound,
@@ -431,3 +432,56 @@ async def test_stopping_during_a_tool_closes_the_tool_call(
         {"role": "assistant"},  # the empty interrupted answer
         user("Never mind"),
     ]
+
+
+async def test_a_turn_cut_off_by_a_dead_process_is_sealed_when_loaded_again(
+    ollama_server: FakeOllama, tmp_path
+):
+    """What SIGKILL leaves mid-tool: the question and the model's tool call are checkpointed,
+    the tool's result never was. The next process to load the session closes the call."""
+    settings = make_settings(ollama_server, database_url=f"sqlite:///{tmp_path / 'chat.db'}")
+    async with open_chat_service(settings) as first:
+        session = await first.new_session()
+        call = {"name": "calculator", "args": {"expression": "6*7"}, "id": "call-1"}
+        await first.graph.aupdate_state(
+            {"configurable": {"thread_id": session}},
+            {"messages": [HumanMessage("What is 6*7?"), AIMessage("", tool_calls=[call])]},
+            as_node="model",
+        )
+    async with open_chat_service(settings) as second:
+        history = await second.history(session)
+        assert stored(history) == [
+            ("HumanMessage", "What is 6*7?"),
+            ("AIMessage", ""),
+            ("ToolMessage", INTERRUPTED_TOOL),
+            ("AIMessage", ""),
+        ]
+        assert history[2].tool_call_id == "call-1"
+        assert history[3].response_metadata == {"interrupted": CUT_OFF}
+        assert stored(await second.history(session)) == stored(history)  # sealed once
+
+        events = await run_turn(second, "And 7*8?", session_id=session)
+
+    assert isinstance(events[-1], Done)
+    assert ollama_server.chat_requests[-1]["messages"][1:] == [
+        user("What is 6*7?"),
+        assistant_calls(("calculator", {"expression": "6*7"})),
+        tool_message(INTERRUPTED_TOOL),
+        {"role": "assistant"},
+        user("And 7*8?"),
+    ]
+
+
+async def test_a_finished_conversation_is_not_touched_when_loaded_again(
+    ollama_server: FakeOllama, tmp_path
+):
+    settings = make_settings(ollama_server, database_url=f"sqlite:///{tmp_path / 'chat.db'}")
+    async with open_chat_service(settings) as first:
+        session = (await run_turn(first, "Hi"))[-1].session_id
+        before = await first.graph.aget_state({"configurable": {"thread_id": session}})
+    async with open_chat_service(settings) as second:
+        assert stored(await second.history(session)) == [
+            ("HumanMessage", "Hi"), ("AIMessage", "You said: Hi")
+        ]
+        after = await second.graph.aget_state({"configurable": {"thread_id": session}})
+    assert after.config == before.config  # no new checkpoint written
