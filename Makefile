@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.test-installed
 JS_STAMP   := tests/js/node_modules/.installed
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help run test lint bench clean
+.PHONY: help run test lint audit bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -46,7 +46,10 @@ run: $(APP_STAMP)  ## Set up and start the app (http://127.0.0.1:7860)
 lint: $(TEST_STAMP)  ## Static checks (ruff)
 	$(VENV)/bin/ruff check .
 
-test: lint $(APT_STAMP) $(JS_STAMP)  ## Set up and run the whole test suite
+audit: $(TEST_STAMP)  ## Known-vulnerable packages (pip-audit over what requirements install)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) .ci/audit.py
+
+test: lint audit $(APT_STAMP) $(JS_STAMP)  ## Set up and run the whole test suite
 	$(PY) -m pytest
 
 BENCH_STAMP := $(VENV)/.bench-installed
