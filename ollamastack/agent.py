@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from langchain.agents import create_agent
@@ -13,14 +13,13 @@ from langchain.agents.middleware import (
     ToolCallRequest,
     ToolErrorMiddleware,
 )
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
-from ollamastack.ollama_chat import OllamaChatModel
+from ollamastack.engines import Engines
 from ollamastack.settings import Settings
 
 TOOL_BUDGET_SPENT = (
@@ -78,11 +77,9 @@ def tool_rounds(messages: Sequence[AnyMessage]) -> int:
 class TurnMiddleware(AgentMiddleware):
     """Applies the turn's context to each model call: model, options, prompt, window, tools."""
 
-    def __init__(
-        self, settings: Settings, models: Mapping[str, BaseChatModel] | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, engines: Engines) -> None:
         super().__init__()
-        self.models = models or {}  # one chat model per Ollama instance, by URL
+        self.engines = engines  # which chat model answers the turn's model
         self.num_ctx = settings.num_ctx
         self.history_tokens = settings.history_tokens
         self.max_tool_rounds = settings.max_tool_rounds
@@ -105,7 +102,7 @@ class TurnMiddleware(AgentMiddleware):
             settings["reasoning"] = context.think
         return await handler(
             request.override(
-                model=self.models[context.ollama_url] if context.ollama_url else request.model,
+                model=self.engines.chat_model(context.model, context.ollama_url),
                 messages=history_window(request.messages, self.history_tokens),
                 system_message=SystemMessage(prompt) if prompt else None,
                 tools=tools,
@@ -124,26 +121,15 @@ def build_agent(
     settings: Settings,
     checkpointer: BaseCheckpointSaver | None,
     tools: Sequence[BaseTool],
+    engines: Engines,
 ) -> CompiledStateGraph:
-    """Compile the agent graph once; per-turn choices come in through `TurnContext`.
-
-    With several Ollama instances there is one chat model per instance, and the turn's
-    `ollama_url` picks it.
-    """
-    models = {
-        url: OllamaChatModel(
-            model=settings.model,
-            base_url=url,
-            num_ctx=settings.num_ctx,
-            client_kwargs={"timeout": settings.request_timeout},
-        )
-        for url in settings.ollama_hosts
-    }
+    """Compile the agent graph once; per-turn choices come in through `TurnContext`, and
+    `engines` gives the chat model for the turn's model (and Ollama instance)."""
     return create_agent(
-        models[settings.ollama_host],
+        engines.chat_model(settings.model),
         list(tools),
         middleware=[
-            TurnMiddleware(settings, models),
+            TurnMiddleware(settings, engines),
             ToolErrorMiddleware(on_error=tool_error_text),
         ],
         context_schema=TurnContext,

@@ -21,6 +21,8 @@ from langgraph.graph.state import CompiledStateGraph
 
 from ollamastack import validation
 from ollamastack.agent import TurnContext, current_turn_start
+from ollamastack.embedded_engine import is_embedded
+from ollamastack.engines import Engines
 from ollamastack.errors import OllamaError, OllamaStackError, OllamaUnavailable
 from ollamastack.events import (
     Done,
@@ -60,10 +62,15 @@ class ChatService:
     settings: Settings
     graph: CompiledStateGraph
     memory: Memory
-    ollama: OllamaClient | OllamaPool
+    engines: Engines
     # sessions looked at since this process started: a turn cut off by a crash is sealed
     # the first time its session is loaded again (turns of this process seal themselves)
     _loaded: set[str] = field(default_factory=set, repr=False)
+
+    @property
+    def ollama(self) -> OllamaClient | OllamaPool:
+        """The Ollama instance, or the pool of several (the embedded model is in `engines`)."""
+        return self.engines.ollama
 
     async def _load(self, session_id: str, user: str) -> str:
         session_id = await self.memory.sessions.check(session_id, user)
@@ -127,7 +134,7 @@ class ChatService:
         """
         settings = self.settings
         text = validation.clean_text(message, what="message", limit=settings.max_message_chars)
-        model = validation.model_name(model or settings.model)
+        model = validation.model_name(model) if model else await self.engines.default_model()
         temperature = (
             settings.temperature if temperature is None else validation.temperature(temperature)
         )
@@ -137,7 +144,7 @@ class ChatService:
         if session_id:
             session_id = await self._load(session_id, user)
         try:
-            capabilities = await self.ollama.capabilities(model)
+            capabilities = await self.engines.capabilities(model)
         except OllamaStackError as error:
             yield TurnError(session_id, error)
             return
@@ -152,7 +159,8 @@ class ChatService:
             use_tools="tools" in capabilities,
             think=True if "thinking" in capabilities else None,
             ollama_url=(
-                self.ollama.instance_for(session_id) if isinstance(self.ollama, OllamaPool) else ""
+                self.ollama.instance_for(session_id)
+                if isinstance(self.ollama, OllamaPool) and not is_embedded(model) else ""
             ),
         )
         turn = _Turn(self.graph, session_id, context, self.ollama)

@@ -8,8 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from ollamastack.agent import build_agent
 from ollamastack.chat import ChatService
+from ollamastack.engines import open_engines
 from ollamastack.memory import open_memory
-from ollamastack.routing import connect
 from ollamastack.settings import Settings
 from ollamastack.tools import build_tools
 
@@ -17,13 +17,13 @@ from ollamastack.tools import build_tools
 @asynccontextmanager
 async def open_chat_service(settings: Settings) -> AsyncIterator[ChatService]:
     """Everything a UI or API needs, opened once and closed on exit."""
-    ollama = connect(settings)  # one client, or a pool over several Ollama instances
+    engines = open_engines(settings)  # Ollama (one or several) and the embedded model
     try:
         async with open_memory(settings) as memory:
-            graph = build_agent(settings, memory.checkpointer, build_tools(settings))
-            yield ChatService(settings, graph, memory, ollama)
+            graph = build_agent(settings, memory.checkpointer, build_tools(settings), engines)
+            yield ChatService(settings, graph, memory, engines)
     finally:
-        await ollama.close()
+        await engines.close()
 
 
 class ServiceHandle:

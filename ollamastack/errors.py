@@ -83,3 +83,7 @@ class SessionNotFound(OllamaStackError):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(f"No conversation with id {session_id} was found.")
+
+
+class EmbeddedError(OllamaStackError):
+    """The embedded model is missing, failed to load, or refused a request."""

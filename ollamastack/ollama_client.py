@@ -64,6 +64,8 @@ class Health:
     version: str = ""
     models: int = 0
     error: str = ""
+    default_model: str = ""  # what a turn without a model uses (the embedded one, as fallback)
+    embedded_model: str = ""  # the embedded model's name, when it is offered
 
 
 def translate_error(

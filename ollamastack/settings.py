@@ -193,6 +193,24 @@ class Settings(BaseSettings):
         """The logins of `admin_users`; empty when none are named."""
         return frozenset(filter(None, self.admin_users.split(",")))
 
+    # -- the embedded llama.cpp model: the fallback when Ollama is absent --
+
+    embedded: bool = Field(
+        True, description="Offer the embedded model (and fall back to it when Ollama's default "
+        "model is not available); off: Ollama only.",
+    )
+    embedded_model: str = Field(
+        "", description="A GGUF file for the embedded model; empty: the SmolLM2-135M one "
+        "shipped in requirements-embedded.txt.",
+    )
+
+    @field_validator("embedded_model")
+    @classmethod
+    def _gguf(cls, value: str) -> str:
+        if value and not Path(value).expanduser().is_file():
+            raise ValueError("no such file (it must be a GGUF model file)")
+        return value
+
 
 _ENV_NAMES = {"ollama_host": "OLLAMA_HOST", "server_name": "GRADIO_SERVER_NAME",
               "server_port": "GRADIO_SERVER_PORT"}

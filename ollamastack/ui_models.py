@@ -14,6 +14,7 @@ import gradio as gr
 from ollamastack import validation
 from ollamastack.core import ServiceHandle
 from ollamastack.edge import Edge, caller_of, models_refusal
+from ollamastack.embedded_engine import is_embedded
 from ollamastack.errors import OllamaStackError
 from ollamastack.ollama_client import ModelInfo, PullProgress
 from ollamastack.ui_status import toast_errors, warn
@@ -117,12 +118,12 @@ class ModelsHandlers:
         with toast_errors():
             core = await self.service.get()
         try:
-            models = await core.ollama.list_models()
-            running = {m.name for m in await core.ollama.running_models()}
+            models = await core.engines.list_models()
+            running = {m.name for m in await core.engines.running_models()}
         except OllamaStackError as error:
             warn(str(error))
             return [], gr.update(choices=[], value=None)
-        names = [m.name for m in models]
+        names = [m.name for m in models if not is_embedded(m.name)]  # it comes with the app
         return model_rows(models, running), gr.update(choices=names, value=None)
 
     async def pull(
@@ -145,7 +146,7 @@ class ModelsHandlers:
             yield tracker.html(name), SKIP, SKIP
             last = self.clock()
             try:
-                async with aclosing(core.ollama.pull(name)) as steps:
+                async with aclosing(core.engines.pull(name)) as steps:
                     async for step in steps:
                         changed = step.status != tracker.status and not step.digest
                         tracker.add(step)
@@ -189,7 +190,7 @@ class ModelsHandlers:
                 name = validation.model_name(name)
                 with toast_errors():
                     core = await self.service.get()
-                await core.ollama.delete(name)
+                await core.engines.delete(name)
             except OllamaStackError as error:
                 entry.fail(error)
                 warn(f"Could not delete {name}: {error}")

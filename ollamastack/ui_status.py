@@ -9,12 +9,15 @@ from contextlib import contextmanager
 
 import gradio as gr
 
+from ollamastack.embedded_engine import is_embedded
+from ollamastack.engines import Engines
 from ollamastack.errors import OllamaStackError
-from ollamastack.ollama_client import ModelInfo, OllamaClient
+from ollamastack.ollama_client import ModelInfo
 
 log = logging.getLogger(__name__)
 
 GREEN_DOT = '<span style="color: #16a34a">●</span>'
+YELLOW_DOT = '<span style="color: #ca8a04">●</span>'
 RED_DOT = '<span style="color: #dc2626">●</span>'
 
 
@@ -40,12 +43,16 @@ def toast_errors() -> Iterator[None]:
 
 
 def full_name(model: str) -> str:
-    """The name Ollama lists a model under.
+    """The name Ollama lists a model under (the embedded model has no tags).
 
     >>> full_name("llama3.2"), full_name("qwen3:8b"), full_name("hf.co/a/b")
     ('llama3.2:latest', 'qwen3:8b', 'hf.co/a/b:latest')
+    >>> full_name("embedded/smollm2-135m")
+    'embedded/smollm2-135m'
     """
-    return model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+    if ":" in model.rsplit("/", 1)[-1] or is_embedded(model):
+        return model
+    return f"{model}:latest"
 
 
 def model_label(model: ModelInfo) -> str:
@@ -55,8 +62,11 @@ def model_label(model: ModelInfo) -> str:
     'gemma3:latest (no tools)'
     >>> model_label(ModelInfo("qwen3:8b", 1, "8B", "Q4_K_M", "qwen3", ("tools", "thinking")))
     'qwen3:8b (thinking)'
+    >>> model_label(ModelInfo("embedded/smollm2-135m", 1, "135M", "Q4_1", "", ("completion",)))
+    'embedded/smollm2-135m (in the app, no tools)'
     """
-    marks = [] if model.supports_tools else ["no tools"]
+    marks = ["in the app"] if is_embedded(model.name) else []
+    marks += [] if model.supports_tools else ["no tools"]
     if "thinking" in model.capabilities:
         marks.append("thinking")
     return f"{model.name} ({', '.join(marks)})" if marks else model.name
@@ -90,16 +100,25 @@ def model_picker(models: Sequence[ModelInfo] | None, current: str | None, defaul
     )
 
 
-async def status_line(ollama: OllamaClient, model: str) -> str:
-    """Whether Ollama answers (where, which version), and whether `model` is there and loaded."""
-    health = await ollama.health()
+async def status_line(engines: Engines, model: str) -> str:
+    """Whether Ollama answers (where, which version), and whether `model` is there and loaded;
+    for the embedded model, that it answers from inside the app and how to connect Ollama."""
+    health = await engines.health()
+    problem = ""
     if not health.reachable:
         problem = health.error if health.url in health.error else f"{health.url}: {health.error}"
+    if is_embedded(model):
+        here = f"model `{model}` is the small model that runs inside the app (llama.cpp, CPU)"
+        if problem:
+            return (f"{YELLOW_DOT} {problem} · {here}: to chat with your own models, start "
+                    "Ollama or point `OLLAMA_HOST` at it, then pick one here")
+        return f"{GREEN_DOT} Ollama {health.version} at `{health.url}` · {here}"
+    if problem:
         return f"{RED_DOT} {problem}"
     head = f"Ollama {health.version} at `{health.url}`"
     try:
-        installed = {m.name for m in await ollama.list_models()}
-        running = {m.name for m in await ollama.running_models()}
+        installed = {m.name for m in await engines.list_models()}
+        running = {m.name for m in await engines.running_models()}
     except OllamaStackError as error:
         return f"{RED_DOT} {head}: {error}"
     if full_name(model) not in installed:
@@ -110,10 +129,13 @@ async def status_line(ollama: OllamaClient, model: str) -> str:
     return f"{GREEN_DOT} {head} · model `{model}` {cold}"
 
 
-async def waiting_title(ollama: OllamaClient, model: str) -> str:
-    """What the chat shows before the first token: a cold model takes a while to load."""
+async def waiting_title(engines: Engines, model: str) -> str:
+    """What the chat shows before the first token: a cold model takes a while to load, and
+    the embedded model answers one conversation at a time."""
+    if is_embedded(model) and (ahead := engines.embedded_queue()):
+        return f"Waiting for `{model}`: it is answering {ahead} other request(s) first…"
     try:
-        running = {m.name for m in await ollama.running_models()}
+        running = {m.name for m in await engines.running_models()}
     except OllamaStackError:
         return f"Waiting for `{model}`…"
     if full_name(model) in running:

@@ -85,6 +85,7 @@ def app_settings(server: FakeOllama, data_dir: Path, **overrides: Any) -> Settin
         "server_name": "127.0.0.1",
         "server_port": free_port(),
         "rate_limit": TEST_RATE_LIMIT,
+        "embedded": False,  # tests of the embedded model switch it on
     }
     return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 

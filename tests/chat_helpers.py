@@ -26,6 +26,7 @@ def make_settings(server: FakeOllama, **overrides: object) -> Settings:
         "history_tokens": 6000,
         "max_tool_rounds": 5,
         "max_message_chars": 4000,
+        "embedded": False,  # Ollama's failures, not a fallback; tests of the embedded model say so
     }
     return Settings(_env_file=None, **(values | overrides))
 

@@ -32,9 +32,9 @@ from ollamastack.agent import (
 )
 from ollamastack.chat import ChatService
 from ollamastack.core import open_chat_service
+from ollamastack.engines import open_engines
 from ollamastack.events import Done, TextDelta, ThinkingDelta, ToolCall, ToolResult
 from ollamastack.memory import open_memory
-from ollamastack.ollama_client import OllamaClient
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
 from ollamastack.tools import build_tools
 
@@ -396,15 +396,16 @@ def explode(reason: str) -> str:
 
 async def test_a_raising_tool_becomes_an_error_result(ollama_server: FakeOllama):
     settings = make_settings(ollama_server)
-    ollama = OllamaClient(settings.ollama_host, settings.request_timeout)
+    engines = open_engines(settings)
     async with open_memory(settings) as memory:
-        graph = build_agent(settings, memory.checkpointer, [*build_tools(settings), explode])
-        service = ChatService(settings, graph, memory, ollama)
+        tools = [*build_tools(settings), explode]
+        graph = build_agent(settings, memory.checkpointer, tools, engines)
+        service = ChatService(settings, graph, memory, engines)
         ollama_server.enqueue_tool_call("explode", {"reason": "testing"})
         ollama_server.enqueue_text("The tool failed.")
 
         events = await run_turn(service, "Try the tool")
-    await ollama.close()
+    await engines.close()
 
     error = "Error: the explode tool failed (RuntimeError: exploded because testing)."
     call_id = events[0].id

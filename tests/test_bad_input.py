@@ -221,7 +221,7 @@ def test_hostile_calculator_input_through_the_api_ends_in_a_tool_error_not_a_han
 def settings(ollama_server: FakeOllama, tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None, ollama_host=ollama_server.url, data_dir=tmp_path, model="llama3.2",
-        max_message_chars=LIMIT,
+        max_message_chars=LIMIT, embedded=False,
     )  # type: ignore[call-arg]
 
 

@@ -59,6 +59,7 @@ def app_url(ollama_server: FakeOllama, tmp_path: Path) -> Iterator[str]:
         model="llama3.2",
         server_port=free_port(),
         rate_limit=1000,  # tests type faster than people; the limit has tests of its own
+        embedded=False,
     )
     app = build_app(settings)
     _, url, _ = launch(app, settings, prevent_thread_lock=True, quiet=True)

@@ -25,6 +25,7 @@ from ollama_server import FakeOllama
 from ollamastack.agent import build_agent
 from ollamastack.chat import CUT_OFF, INTERRUPTED_TOOL, ChatService
 from ollamastack.core import open_chat_service
+from ollamastack.engines import open_engines
 from ollamastack.errors import (
     ModelNotFound,
     OllamaConnectionLost,
@@ -35,7 +36,6 @@ from ollamastack.errors import (
 )
 from ollamastack.events import Done, Started, TextDelta, ToolCall, TurnError
 from ollamastack.memory import open_memory
-from ollamastack.ollama_client import OllamaClient
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
 from ollamastack.tools import build_tools
 
@@ -392,11 +392,12 @@ async def wait_forever(topic: str) -> str:
 async def waiting_service(ollama_server: FakeOllama) -> AsyncIterator[ChatService]:
     """A service whose agent also has `wait_forever`."""
     settings = make_settings(ollama_server)
-    ollama = OllamaClient(settings.ollama_host, settings.request_timeout)
+    engines = open_engines(settings)
     async with open_memory(settings) as memory:
-        graph = build_agent(settings, memory.checkpointer, [*build_tools(settings), wait_forever])
-        yield ChatService(settings, graph, memory, ollama)
-    await ollama.close()
+        tools = [*build_tools(settings), wait_forever]
+        yield ChatService(settings, build_agent(settings, memory.checkpointer, tools, engines),
+                          memory, engines)
+    await engines.close()
 
 
 async def test_stopping_during_a_tool_closes_the_tool_call(

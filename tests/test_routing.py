@@ -29,6 +29,7 @@ from ollama_server import FakeOllama, split_words
 from ollamastack.agent import build_agent
 from ollamastack.chat import ChatService
 from ollamastack.core import open_chat_service
+from ollamastack.engines import open_engines
 from ollamastack.errors import OllamaConnectionLost, OllamaUnavailable
 from ollamastack.events import Done, TextDelta, ToolCall, ToolResult, TurnError
 from ollamastack.memory import open_memory
@@ -266,17 +267,18 @@ async def test_a_tool_result_is_kept_when_the_instance_stops_before_the_answer(
         next(g for g in gpus if g.url == gpu).stop()
         return "unplugged"
 
-    pool = connect(settings)
+    engines = open_engines(settings)
     async with open_memory(settings) as memory:
-        graph = build_agent(settings, memory.checkpointer, [*build_tools(settings), unplug])
-        service = ChatService(settings, graph, memory, pool)
+        tools = [*build_tools(settings), unplug]
+        graph = build_agent(settings, memory.checkpointer, tools, engines)
+        service = ChatService(settings, graph, memory, engines)
         session = await service.new_session()
         mine, other = home(session, gpus)
         mine.enqueue_tool_call("unplug", {"gpu": mine.url})
         other.enqueue_text("It is unplugged.")
 
         events = await run_turn(service, "Unplug your GPU", session_id=session)
-    await pool.close()
+    await engines.close()
 
     assert calls == [mine.url]
     assert events[:2] == [ToolCall(events[0].id, "unplug", {"gpu": mine.url}),

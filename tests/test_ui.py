@@ -91,7 +91,8 @@ def up(server: FakeOllama, model: str = MODEL, loaded: bool = True) -> str:
 @pytest.fixture
 def settings(ollama_server: FakeOllama, tmp_path: Path) -> Settings:
     return Settings(
-        _env_file=None, ollama_host=ollama_server.url, data_dir=tmp_path, model="llama3.2"
+        _env_file=None, ollama_host=ollama_server.url, data_dir=tmp_path, model="llama3.2",
+        embedded=False,
     )  # type: ignore[call-arg]
 
 
