@@ -24,6 +24,16 @@ class OllamaUnavailable(OllamaStackError):
         )
 
 
+class DatabaseUnavailable(OllamaStackError):
+    """The conversation database (PostgreSQL) could not be reached."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(
+            f"The conversation database at {where} is not reachable ({reason}). Start it "
+            "(`docker compose --profile scale up -d postgres`) or fix OLLAMASTACK_DATABASE_URL."
+        )
+
+
 class ModelNotFound(OllamaStackError):
     """The requested model is not installed in Ollama."""
 

@@ -20,7 +20,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 
-from ollamastack.errors import SessionNotFound
+from ollamastack.errors import DatabaseUnavailable, SessionNotFound
 from ollamastack.settings import Settings
 from ollamastack.validation import session_id as valid_session_id
 
@@ -156,6 +156,23 @@ async def _open_sqlite(settings: Settings) -> AsyncIterator[tuple[BaseCheckpoint
         yield opened
 
 
+async def check_postgres(url: str) -> None:
+    """Fail at once, saying where and why, rather than after the pool's 30 s wait."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        connection = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        info = conninfo_to_dict(url)  # never shown whole: it may hold the password
+        where = "{}:{}/{}".format(
+            info.get("host", "localhost"), info.get("port", 5432), info.get("dbname", "")
+        )
+        reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+        raise DatabaseUnavailable(where, reason) from None
+    await connection.close()
+
+
 @asynccontextmanager
 async def _open_postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -163,6 +180,7 @@ async def _open_postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, B
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
+    await check_postgres(url)
     options = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
     async with AsyncConnectionPool(url, kwargs=options, open=False, max_size=20) as pool:
         opened = AsyncPostgresSaver(pool), AsyncPostgresStore(pool)

@@ -27,6 +27,7 @@ from ollama_server import FakeOllama
 from postgres_server import PostgresServer, postgres_bin
 
 from ollamastack.audit import AUDIT_FILE
+from ollamastack.errors import DatabaseUnavailable
 from ollamastack.http import HEALTH_SECONDS
 from ollamastack.memory import open_memory
 from ollamastack.settings import Settings
@@ -213,10 +214,8 @@ def test_behind_nginx_the_apps_know_each_clients_own_address(
         ("127.0.0.5", "/sessions", "ok"), ("127.0.0.6", "/sessions", "ok")]
 
 
-NO_ANSWER = (
-    f"No answer within {HEALTH_SECONDS:g} s from the chat service: its database or Ollama is "
-    "slow or unreachable. The app keeps trying."
-)
+def database_down(where: str) -> str:
+    return str(DatabaseUnavailable(where, "REASON")).split(" (REASON)")[0]
 
 
 @pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed "
@@ -238,7 +237,12 @@ def test_while_postgresql_is_down_healthz_says_so_at_once_and_the_app_serves_onc
             status, headers, body = request(app.port, "GET", "/healthz")
             took = time.monotonic() - began
             assert (status, headers["Content-Type"]) == (200, "application/json")
-            assert json.loads(body) == {"status": "unavailable", "reason": NO_ANSWER}
+            health = json.loads(body)
+            assert health["status"] == "unavailable"
+            where = f"127.0.0.1:{database.port}/{database.database}"
+            assert health["reason"].startswith(database_down(where))
+            assert "Connection refused" in health["reason"]
+            assert health["reason"].endswith("or fix OLLAMASTACK_DATABASE_URL.")
             assert took < HEALTH_SECONDS + 1.5 < 4, took
         database.start()
         started = True
