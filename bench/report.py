@@ -1,4 +1,4 @@
-"""The targets of issue 8, checked, and BENCHMARKS.md with its plot."""
+"""BENCHMARKS.md from what one run measured (the targets: `bench/targets.py`)."""
 
 from __future__ import annotations
 
@@ -12,23 +12,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bench.targets import Target, median
+
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER_NOTE = (
     "Each turn answers 100 tokens; the test server streams them at 100 tokens/s per stream; "
     "a tool round (calculator) comes first in one turn out of four."
 )
-
-
-@dataclass
-class Target:
-    name: str
-    limit: str
-    measured: str = "not measured"
-    held: bool | None = None  # None: not measured in this run (e.g. --quick)
-
-    @property
-    def verdict(self) -> str:
-        return {True: "held", False: "**MISSED**", None: "not measured"}[self.held]
 
 
 @dataclass
@@ -54,73 +44,6 @@ class Results:
     def level(self, side: str, client: str, concurrency: int) -> dict[str, Any] | None:
         return next((r for r in self.levels if (r["side"], r["client"], r["concurrency"])
                      == (side, client, concurrency)), None)
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2] if ordered else 0.0
-
-
-def _failed(row: dict[str, Any]) -> str:
-    return f"; **{row['errors']} failed turns**" if row.get("errors") else ""
-
-
-def check_targets(results: Results) -> list[Target]:
-    targets = []
-    for c, allowed in ((1, 20.0), (32, 50.0)):
-        target = Target(f"Added TTFT p50, app over bare relay, {c} session(s)",
-                        f"≤ {allowed:.0f} ms")
-        app, relay = results.level("App", "httpx", c), results.level("Relay", "httpx", c)
-        if app and relay:
-            added = app["ttft_p50_ms"] - relay["ttft_p50_ms"]
-            target.measured = (f"{added:+.1f} ms ({app['ttft_p50_ms']:.1f} vs "
-                               f"{relay['ttft_p50_ms']:.1f} ms)")
-            target.held = added <= allowed and not app["errors"]
-            target.measured += _failed(app)
-        targets.append(target)
-    for c in (1, 32):
-        target = Target(f"Turn time p50, app over bare relay, {c} session(s), 100 tokens/s",
-                        "≤ +5%")
-        app, relay = results.level("App", "httpx", c), results.level("Relay", "httpx", c)
-        direct = results.level("Direct", "ollama", c)
-        if app and relay:
-            ratio = app["turn_p50_s"] / relay["turn_p50_s"] - 1
-            gap = (f"; {app['turn_p50_s'] / direct['turn_p50_s'] - 1:+.1%} over Direct"
-                   if direct else "")
-            target.measured = (f"{ratio:+.1%} ({app['turn_p50_s']:.3f} vs "
-                               f"{relay['turn_p50_s']:.3f} s{gap})")
-            target.held = ratio <= 0.05 and not app["errors"]
-            target.measured += _failed(app)
-        targets.append(target)
-    target = Target("Relay ceiling of one app process, no session starved",
-                    "≥ 5,000 tokens/s; least-served session ≥ 50% of the mean")
-    app = next((c for c in results.ceilings if c["side"] == "App"), None)
-    if app:
-        target.measured = (f"{app['total_tps']:,.0f} tokens/s over {app['sessions']} sessions; "
-                           f"least served {app['fairness']:.0%} of the mean")
-        target.held = app["total_tps"] >= 5000 and app["fairness"] >= 0.5 and not app["errors"]
-        target.measured += _failed(app)
-    targets.append(target)
-    target = Target("RSS growth per 1,000 stored sessions (new sessions by REST calls)",
-                    "< 50 MB")
-    if results.memory:
-        growth = results.memory["growth_mb_per_1000"]
-        target.measured = (f"{growth:.1f} MB (measured over {results.memory['sessions']} "
-                           f"sessions; the bare relay: "
-                           f"{results.memory['relay_growth_mb_per_1000']:.1f} MB)")
-        target.held = growth < 50 and not results.memory["errors"]
-        target.measured += _failed(results.memory)
-    targets.append(target)
-    target = Target("Start-up to a served page, app over bare relay", "≤ +1 s")
-    app_starts, relay_starts = results.cold_starts.get("App"), results.cold_starts.get("Relay")
-    if app_starts and relay_starts:  # the fastest of each: background load only adds time
-        added = min(app_starts) - min(relay_starts)
-        target.measured = (f"{added:+.2f} s ({min(app_starts):.2f} vs {min(relay_starts):.2f} s, "
-                           f"fastest of {len(app_starts)}; medians {median(app_starts):.2f} vs "
-                           f"{median(relay_starts):.2f} s)")
-        target.held = added <= 1.0
-    targets.append(target)
-    return targets
 
 
 def machine() -> list[str]:
@@ -174,6 +97,20 @@ def level_table(results: Results, concurrency: int) -> list[str]:
     return lines
 
 
+def cpu_budget(results: Results, concurrency: int) -> list[str]:
+    """What the served processes needed of a core while streaming at `concurrency`: one Python
+    process runs its event loop on one core at most, and queues once it needs more."""
+    rows = [(r["side"], r["client"], r["total_tps"] * r["cpu_ms_per_1k_tokens"] / 1e6)
+            for r in results.levels if r["concurrency"] == concurrency
+            and r["cpu_ms_per_1k_tokens"] is not None and r["side"] != "Direct"]
+    if concurrency < 8 or not rows:
+        return []
+    needs = "; ".join(f"{side} ({client}) {cores:.2f}" for side, client, cores in rows)
+    return [f"CPU the serving process needed, in cores (its CPU seconds per second of the "
+            f"level): {needs}. A Python process serves on one core: its event loop queues "
+            "everything once it needs about one (the Agent row includes its client).", ""]
+
+
 def write_markdown(results: Results, targets: list[Target], path: Path, plot: Path | None) -> None:
     path.write_text(markdown(results, targets, plot))
 
@@ -207,7 +144,10 @@ def markdown(results: Results, targets: list[Target], plot: Path | None) -> str:
         ANSWER_NOTE + " Sessions start spread over one turn, then ask back to back. Sides: "
         "**Direct** = the official `ollama` async client; **Agent** = `ChatService.stream_turn` "
         "in-process, storing as the app does; **Relay** = `bench/relay.py`; "
-        "**App** = `python app.py`, `/chat`. "
+        "**App** = `python app.py`, `/chat`. The relay sends one update per token; the app's "
+        "`/chat` sends frames (`ollamastack/coalesce.py`): the first token and each tool step "
+        "at once, then at most one update per 50 ms with all the text that came meanwhile, a "
+        "held frame going out on time even when the stream pauses. "
         "`httpx` reads Gradio's REST route `/gradio_api/call/<name>` (SSE); `gradio_client` "
         "iterates `Client.submit(...)` (its reader polls every 50 ms, so its TTFT carries up to "
         "50 ms of its own). Server CPU is the serving process's user+system time (for Agent: this "
@@ -227,7 +167,7 @@ def markdown(results: Results, targets: list[Target], plot: Path | None) -> str:
         ]
     for concurrency in sorted({r["concurrency"] for r in results.levels}):
         lines += [f"### {concurrency} concurrent session{'s' if concurrency > 1 else ''}", "",
-                  *level_table(results, concurrency), ""]
+                  *level_table(results, concurrency), "", *cpu_budget(results, concurrency)]
     lines += [
         "## Relay ceiling",
         "",
@@ -243,8 +183,9 @@ def markdown(results: Results, targets: list[Target], plot: Path | None) -> str:
         "",
     ]
     if results.profile:
-        lines += [f"Where the app's CPU goes at the ceiling (py-spy, serving threads only): "
-                  f"{results.profile}", ""]
+        lines += [f"Where the app's CPU goes at the ceiling (py-spy, serving threads only; it "
+                  "samples without pausing the process, so the layers are a guide and a single "
+                  f"function's share can be misplaced): {results.profile}", ""]
     if results.agent_profile:
         lines += [f"The agent alone, in-process under cProfile (no Gradio): "
                   f"{results.agent_profile}", ""]
@@ -256,7 +197,9 @@ def markdown(results: Results, targets: list[Target], plot: Path | None) -> str:
             f"the config of every block: {app['ms']:.1f} ms and {app['kib']:.0f} KiB for the "
             f"app's {app['blocks']:.0f} blocks (page and API in one Blocks), {relay['ms']:.2f} ms "
             f"and {relay['kib']:.0f} KiB for the relay's {relay['blocks']:.0f}; Gradio keeps up "
-            "to 10,000 of them (`state_session_capacity`).", ""]
+            "to 10,000 of them (`state_session_capacity`). The app forgets the one Gradio made "
+            "up for a REST call without a session hash once its result has been read "
+            "(`ollamastack/rest_sessions.py`); it still builds one per such call.", ""]
     if results.memory:
         m = results.memory
         lines += [

@@ -1,12 +1,14 @@
-"""`python -m bench.run [--quick] [--database postgres]`: what OllamaStack costs on top of
-Ollama (issue 8).
+"""`python -m bench.run [--quick] [--levels 1,32] [--database postgres]`: what OllamaStack
+costs on top of Ollama (issue 8).
 
 Runs every side against one Ollama-protocol test server, checks the issue's targets, writes
 BENCHMARKS.md and its plot, and exits 1 naming each missed target, 2 when turns of the app
 or the agent failed.
---quick (concurrency 1 and 8, few turns, about a minute and a half) prints the report and
-writes no file unless --output is given. --database postgres stores the app's and the agent's
-conversations in the test suite's throwaway PostgreSQL instead of a SQLite file.
+--quick (concurrency 1 and 8, few turns, about a minute and a half) and --levels print the
+report and write no file unless --output is given; --levels replaces the concurrency levels
+streamed (with the full run's turns per session at each). --database postgres stores the
+app's and the agent's conversations in the test suite's throwaway PostgreSQL instead of a
+SQLite file.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from bench import phases, plot, report, servers, storage
+from bench import phases, plot, report, servers, storage, targets
 from bench.fake_ollama import RemoteOllama
 from bench.load import MAX_SESSIONS, model_of
 from bench.phases import FULL, QUICK, Bench, Plan, progress
@@ -75,6 +78,9 @@ def notes(on_postgres: bool) -> list[str]:
            if on_postgres else "a SQLite file each (the default)."),
         "Direct keeps the conversation client-side and sends it each turn; the relay is "
         "stateless (system prompt + message); the app and the agent load and store it.",
+        "One app process runs the agent, Gradio and HTTP on one event loop, so it uses at most "
+        "one core (Python's GIL): the CPU line under each table says how close a level comes. "
+        "More cores serve more sessions with several app processes behind a proxy (`deploy/`).",
         "No GPU machine was lent to the session that ran this, so there are no figures "
         "against a real Ollama and model; every figure here is against the test server.",
     ]
@@ -83,41 +89,48 @@ def notes(on_postgres: bool) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="concurrency 1 and 8, few turns")
+    parser.add_argument("--levels", type=lambda text: [int(c) for c in text.split(",")],
+                        help="concurrency levels to stream, e.g. 1,32 (default: the mode's)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
                         help="where the app and the agent store conversations")
     parser.add_argument("--output", type=Path, help="the Markdown report (full: BENCHMARKS.md)")
     args = parser.parse_args(argv)
-    output = args.output or (None if args.quick else ROOT / "BENCHMARKS.md")
+    output = args.output or (None if args.quick or args.levels else ROOT / "BENCHMARKS.md")
     on_postgres = args.database == "postgres"
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # gradio_client in this process too
 
-    command = "python -m bench.run" + " --quick" * args.quick + " --database postgres" * on_postgres
+    plan = QUICK if args.quick else FULL
+    if args.levels:
+        plan = replace(plan, turns={c: FULL.turns.get(c, 2) for c in args.levels})
+    command = ("python -m bench.run" + " --quick" * args.quick
+               + (f" --levels {','.join(map(str, args.levels))}" if args.levels else "")
+               + " --database postgres" * on_postgres)
     results = report.Results(mode="quick" if args.quick else "full", command=command,
                              load_before=os.getloadavg(), notes=notes(on_postgres))
     work = Path(tempfile.mkdtemp(prefix="ollamastack-bench-"))
     try:
-        run(QUICK if args.quick else FULL, results, work, on_postgres)
+        run(plan, results, work, on_postgres)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results.load_after = os.getloadavg()
 
-    targets = report.check_targets(results)
+    checked = targets.check_targets(results)
     if output is not None:
         picture = (output.parent / "bench" / "concurrency.png" if output.name == "BENCHMARKS.md"
                    else output.with_suffix(".png"))
         plot.plot(results, picture)
-        report.write_markdown(results, targets, output, picture.relative_to(output.parent))
+        report.write_markdown(results, checked, output, picture.relative_to(output.parent))
         progress(f"wrote {output} and {picture}")
     else:
-        print(report.markdown(results, targets, None))
-    report.print_summary(results, targets)
+        print(report.markdown(results, checked, None))
+    report.print_summary(results, checked)
     failed = [r for r in [*results.levels, *results.ceilings] if r["errors"]]
     for r in failed:  # the baselines' failures (the test server overloaded) only warn
         print(f"{'FAILED' if r['side'] in OURS else 'WARNING'}: {r['side']} ({r['client']}): "
               f"{r['errors']} failed turns at {r.get('concurrency') or r.get('sessions')} "
               "sessions", file=sys.stderr)
     failed = [r for r in failed if r["side"] in OURS]
-    missed = [t for t in targets if t.held is False]
+    missed = [t for t in checked if t.held is False]
     for t in missed:
         print(f"MISSED: {t.name}: {t.measured} (limit {t.limit})", file=sys.stderr)
     return 2 if failed else 1 if missed else 0

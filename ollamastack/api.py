@@ -30,6 +30,7 @@ from ollamastack.api_schema import (
     pull_status,
     session_entry,
 )
+from ollamastack.coalesce import FRAME_SECONDS, frames, same_run
 from ollamastack.core import ServiceHandle
 from ollamastack.edge import Edge, caller_of, user_errors
 from ollamastack.events import Done, Started, TurnError
@@ -42,10 +43,18 @@ log = logging.getLogger(__name__)
 class NamedApi:
     """The endpoints over one chat service; each method's name is its MCP tool name."""
 
-    def __init__(self, settings: Settings, service: ServiceHandle, edge: Edge) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        service: ServiceHandle,
+        edge: Edge,
+        *,
+        update_interval: float = FRAME_SECONDS,
+    ) -> None:
         self.settings = settings
         self.service = service
         self.edge = edge
+        self.update_interval = update_interval  # /chat: one dict per frame; 0 sends each event
 
     async def chat(
         self,
@@ -60,7 +69,8 @@ class NamedApi:
 
         Each streamed dict has the answer so far (content), a thinking model's reasoning so
         far (thinking) and the tools it used (tool_calls: name, args, result); the last one
-        has done: true and stats (tokens, tokens/s, time to first token).
+        has done: true and stats (tokens, tokens/s, time to first token). While text streams,
+        a dict comes at most every 50 ms, with all the text that came meanwhile.
 
         Args:
             message: What to ask.
@@ -86,33 +96,44 @@ class NamedApi:
                 system_prompt=system_prompt,
             )
             progress = ChatProgress(session_id)  # a new session's id comes with Started
-            async with aclosing(turn) as events:
-                async for event in events:
-                    if isinstance(event, Started):
-                        entry.session_id = event.session_id
-                        progress = ChatProgress(event.session_id)
-                    elif isinstance(event, TurnError):
-                        raise event.error
-                    elif isinstance(event, Done):
-                        yield progress.chunk(done=True, stats=event.stats.as_dict())
-                    elif (chunk := progress.apply(event)) is not None:
-                        yield chunk
+            updates = frames(turn, self.update_interval, may_wait=same_run)
+            async with aclosing(updates) as batches:
+                async for batch in batches:  # one dict per frame: the answer so far
+                    changed = done = False
+                    for _, event in batch:
+                        if isinstance(event, Started):
+                            entry.session_id = event.session_id
+                            progress = ChatProgress(event.session_id)
+                        elif isinstance(event, TurnError):
+                            if changed:  # what streamed before the failure, first
+                                yield progress.chunk()
+                            raise event.error
+                        elif isinstance(event, Done):
+                            done = True
+                            yield progress.chunk(done=True, stats=event.stats.as_dict())
+                        else:
+                            changed = progress.apply(event) or changed
+                    if changed and not done:
+                        yield progress.chunk()
 
     async def models(self) -> list[ModelEntry]:
-        """The models installed in Ollama, with their size, parameters, quantization and
-        capabilities ("tools": can call tools, "thinking": reasons before answering)."""
+        """The models installed in Ollama, then the embedded model that runs inside the app
+        (embedded: true), with their size, parameters, quantization and capabilities
+        ("tools": can call tools, "thinking": reasons before answering)."""
         with user_errors():
             core = await self.service.get()
-            return [model_entry(m) for m in await core.ollama.list_models()]
+            return [model_entry(m) for m in await core.engines.list_models()]
 
     async def health(self) -> HealthInfo:
-        """Whether Ollama is reachable, where, which version, and how many models it has.
+        """Whether Ollama is reachable, where, which version, and how many models it has;
+        which model a chat without one uses (default_model: the embedded model while Ollama
+        or its default model is missing) and the embedded model's name (embedded_model).
 
         Never fails: an unreachable Ollama is reported as status "unavailable".
         """
         try:
             core = await self.service.get()
-            health = await core.ollama.health()
+            health = await core.engines.health()
         except Exception:
             log.exception("health check failed")
             health = Health(False, self.settings.ollama_host)
@@ -170,7 +191,7 @@ class NamedApi:
             self.edge.check_models(caller)
             name = validation.model_name(name)
             core = await self.service.get()
-            async with aclosing(core.ollama.pull(name)) as progress:
+            async with aclosing(core.engines.pull(name)) as progress:
                 async for step in progress:
                     yield pull_status(step)
 
@@ -185,13 +206,19 @@ class NamedApi:
             self.edge.check_models(caller)
             name = validation.model_name(name)
             core = await self.service.get()
-            await core.ollama.delete(name)
+            await core.engines.delete(name)
             return {"name": name, "deleted": True}
 
 
-def register_api(settings: Settings, service: ServiceHandle, edge: Edge) -> None:
-    """Register every endpoint inside the open Blocks."""
-    api = NamedApi(settings, service, edge)
+def register_api(
+    settings: Settings,
+    service: ServiceHandle,
+    edge: Edge,
+    *,
+    update_interval: float = FRAME_SECONDS,
+) -> NamedApi:
+    """Register every endpoint inside the open Blocks; returns the object serving them."""
+    api = NamedApi(settings, service, edge, update_interval=update_interval)
     endpoints: list[Any] = [
         api.chat,
         api.models,
@@ -204,3 +231,4 @@ def register_api(settings: Settings, service: ServiceHandle, edge: Edge) -> None
     ]
     for endpoint in endpoints:
         gr.api(endpoint, api_name=endpoint.__name__)
+    return api

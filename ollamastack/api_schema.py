@@ -6,13 +6,15 @@ the output types on the "Use via API" page.
 
 # No `from __future__ import annotations`: Gradio reads these classes' annotations at runtime.
 
-from typing import Any, Literal, TypedDict
-
-from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ollamastack.events import Event, TextDelta, ThinkingDelta, ToolCall, ToolResult
-from ollamastack.memory import SessionInfo
-from ollamastack.ollama_client import ModelInfo, PullProgress
+
+if TYPE_CHECKING:  # the core's types: LangChain and LangGraph load on first use, not at start-up
+    from langchain_core.messages import AnyMessage
+
+    from ollamastack.memory import SessionInfo
+    from ollamastack.ollama_client import ModelInfo, PullProgress
 
 ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
 
@@ -38,6 +40,7 @@ class ModelEntry(TypedDict):
     parameter_size: str
     quantization: str
     capabilities: list[str]
+    embedded: bool  # runs inside the app (llama.cpp), not in Ollama
 
 
 class HealthInfo(TypedDict):
@@ -45,6 +48,8 @@ class HealthInfo(TypedDict):
     ollama_url: str
     ollama_version: str
     models: int
+    default_model: str  # what a chat without a model uses: the embedded one while Ollama can't
+    embedded_model: str  # the embedded model's name; empty when it is off or not installed
 
 
 class SessionEntry(TypedDict):
@@ -67,13 +72,16 @@ class ChatProgress:
     the previous chunk to send only the difference, so nothing it holds may be mutated.
 
     >>> progress = ChatProgress("s1")
-    >>> progress.apply(TextDelta("Hel"))["content"], progress.apply(TextDelta("lo"))["content"]
-    ('Hel', 'Hello')
-    >>> _ = progress.apply(ToolCall("c1", "calculator", {"expression": "2+2"}))
-    >>> progress.apply(ToolResult("c1", "calculator", "4"))["tool_calls"]
-    [{'name': 'calculator', 'args': {'expression': '2+2'}, 'result': '4'}]
-    >>> progress.apply(TextDelta("It is 4."))["content"]  # a new model call: a new paragraph
-    'Hello\\n\\nIt is 4.'
+    >>> progress.apply(TextDelta("Hel")), progress.apply(TextDelta("lo")), progress.content
+    (True, True, 'Hello')
+    >>> progress.apply(ToolCall("c1", "calculator", {"expression": "2+2"}))
+    True
+    >>> progress.apply(ToolResult("c1", "calculator", "4")), progress.chunk()["tool_calls"]
+    (True, [{'name': 'calculator', 'args': {'expression': '2+2'}, 'result': '4'}])
+    >>> progress.apply(ToolResult("c9", "weather", "sunny"))  # answers no call: no change
+    False
+    >>> progress.apply(TextDelta("It is 4.")), progress.content  # a new model call: a new paragraph
+    (True, 'Hello\\n\\nIt is 4.')
     """
 
     def __init__(self, session_id: str) -> None:
@@ -94,8 +102,8 @@ class ChatProgress:
             "stats": stats,
         }
 
-    def apply(self, event: Event) -> ChatChunk | None:
-        """The chunk to stream after `event`, or None when it changes nothing a client sees."""
+    def apply(self, event: Event) -> bool:
+        """Take in `event`; False when it changes nothing a client sees."""
         if isinstance(event, TextDelta):
             if self._after_tools and self.content:
                 self.content += "\n\n"
@@ -111,13 +119,13 @@ class ChatProgress:
         elif isinstance(event, ToolResult):
             index = self._open_call(event)
             if index is None:
-                return None
+                return False
             calls = list(self.tool_calls)
             calls[index] = {**calls[index], "result": event.content}
             self.tool_calls = calls
         else:
-            return None
-        return self.chunk()
+            return False
+        return True
 
     def _open_call(self, result: ToolResult) -> int | None:
         """The unanswered call `result` answers: by id, else the first of that name."""
@@ -128,9 +136,10 @@ class ChatProgress:
         return next((i for i in open_calls if self.tool_calls[i]["name"] == result.name), None)
 
 
-def message_entry(message: AnyMessage) -> dict[str, Any]:
+def message_entry(message: "AnyMessage") -> dict[str, Any]:
     """One stored message as `/history` returns it.
 
+    >>> from langchain_core.messages import AIMessage, ToolMessage
     >>> call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "1"}
     >>> message_entry(AIMessage("", tool_calls=[call]))  # doctest: +NORMALIZE_WHITESPACE
     {'role': 'assistant', 'content': '',
@@ -142,18 +151,18 @@ def message_entry(message: AnyMessage) -> dict[str, Any]:
     """
     role = ROLES.get(message.type, message.type)
     entry: dict[str, Any] = {"role": role, "content": str(message.text)}
-    if isinstance(message, AIMessage):
+    if message.type == "ai":
         if message.tool_calls:
             calls = message.tool_calls
             entry["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in calls]
         if reason := message.response_metadata.get("interrupted"):
             entry["interrupted"] = str(reason)
-    elif isinstance(message, ToolMessage):
+    elif message.type == "tool":
         entry["name"] = message.name or ""
     return entry
 
 
-def session_entry(info: SessionInfo) -> SessionEntry:
+def session_entry(info: "SessionInfo") -> SessionEntry:
     return {
         "session_id": info.id,
         "title": info.title,
@@ -162,15 +171,18 @@ def session_entry(info: SessionInfo) -> SessionEntry:
     }
 
 
-def model_entry(model: ModelInfo) -> ModelEntry:
+def model_entry(model: "ModelInfo") -> ModelEntry:
+    from ollamastack.embedded_engine import is_embedded
+
     return {
         "name": model.name,
         "size": model.size,
         "parameter_size": model.parameter_size,
         "quantization": model.quantization,
         "capabilities": list(model.capabilities),
+        "embedded": is_embedded(model.name),
     }
 
 
-def pull_status(progress: PullProgress) -> PullStatus:
+def pull_status(progress: "PullProgress") -> PullStatus:
     return {"status": progress.status, "completed": progress.completed, "total": progress.total}

@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
-from ollamastack.agent import build_agent
-from ollamastack.chat import ChatService
-from ollamastack.engines import open_engines
-from ollamastack.memory import open_memory
 from ollamastack.settings import Settings
-from ollamastack.tools import build_tools
+
+if TYPE_CHECKING:
+    from ollamastack.chat import ChatService
 
 
 @asynccontextmanager
 async def open_chat_service(settings: Settings) -> AsyncIterator[ChatService]:
     """Everything a UI or API needs, opened once and closed on exit."""
+    # LangChain, LangGraph and the database drivers load here, on first use: not at start-up.
+    from ollamastack.agent import build_agent
+    from ollamastack.chat import ChatService
+    from ollamastack.engines import open_engines
+    from ollamastack.memory import open_memory
+    from ollamastack.tools import build_tools
+
     engines = open_engines(settings)  # Ollama (one or several) and the embedded model
     try:
         async with open_memory(settings) as memory:

@@ -179,6 +179,7 @@ def open_engines(settings: Settings) -> Engines:
             base_url=url,
             num_ctx=settings.num_ctx,
             client_kwargs={"timeout": settings.request_timeout},
+            streaming=True,  # always stream: skips LangChain's per-call protocol checks
         )
         for url in settings.ollama_hosts
     }

@@ -38,6 +38,8 @@ def health_body(health: Health) -> dict[str, Any]:
         "ollama_url": health.url,
         "ollama_version": health.version,
         "models": health.models,
+        "default_model": health.default_model,
+        "embedded_model": health.embedded_model,
     }
 
 

@@ -13,12 +13,12 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, KeysView
 from contextlib import aclosing
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gradio as gr
 
-from ollamastack.chat import ChatService
 from ollamastack.chat_view import TurnView, history_view
+from ollamastack.coalesce import FRAME_SECONDS, any_delta, frames
 from ollamastack.core import ServiceHandle
 from ollamastack.edge import Caller, Edge, Entry, caller_of, user_of
 from ollamastack.errors import OllamaStackError, RateLimited
@@ -28,7 +28,10 @@ from ollamastack.settings import Settings
 from ollamastack.ui_conversations import Conversations, conversation_list, known_conversations
 from ollamastack.ui_status import model_picker, status_line, toast_errors, waiting_title, warn
 
-UPDATE_INTERVAL = 0.05  # while tokens stream, the chat is resent at most ~20 times a second
+if TYPE_CHECKING:
+    from ollamastack.chat import ChatService
+
+UPDATE_INTERVAL = FRAME_SECONDS  # while tokens stream, the chat is resent ~20 times a second
 SETTLE_TIMEOUT = 10.0  # how long to wait for a stopped turn to be stored
 
 Chat = list[Any]  # gr.ChatMessage, or the dicts the Chatbot hands back
@@ -91,16 +94,16 @@ class ChatHandlers:
         """The picker filled from Ollama, and the status line for the model it keeps."""
         core = await self._core()
         try:
-            models = await core.ollama.list_models()
+            models = await core.engines.list_models()
         except OllamaStackError as error:
             warn(str(error))
             models = None
-        picker = model_picker(models, model, self.settings.model)
-        return picker, await status_line(core.ollama, picker["value"])
+        picker = model_picker(models, model, await core.engines.default_model())
+        return picker, await status_line(core.engines, picker["value"])
 
     async def status(self, model: str) -> str:
         core = await self._core()
-        return await status_line(core.ollama, model or self.settings.model)
+        return await status_line(core.engines, model or self.settings.model)
 
     # -- a turn -------------------------------------------------------------------------
 
@@ -156,11 +159,11 @@ class ChatHandlers:
                 return
             core = await self._core()
             try:  # what the turn checks first: if it would fail, keep the turn there is
-                await core.ollama.capabilities(model)
+                await core.engines.capabilities(model)
             except OllamaStackError as error:
                 entry.fail(error)
                 warn(str(error))
-                yield TurnUpdate(status=await status_line(core.ollama, model))
+                yield TurnUpdate(status=await status_line(core.engines, model))
                 return
             text = await self._undo(core, session_id, caller.user)
             if not text:
@@ -245,7 +248,7 @@ class ChatHandlers:
             self._turns[key] = stored
         try:
             view = TurnView(
-                show_thinking=show_thinking, waiting=await waiting_title(core.ollama, model)
+                show_thinking=show_thinking, waiting=await waiting_title(core.engines, model)
             )
             chat = [*history, gr.ChatMessage(role="user", content=message.strip())]
             yield TurnUpdate([*chat, *view.messages()], "", streaming=True)
@@ -258,26 +261,27 @@ class ChatHandlers:
                 system_prompt=system_prompt,
             )
             failure: OllamaStackError | None = None
-            last = self.clock()
+            updates = frames(events, self.update_interval, may_wait=any_delta, clock=self.clock)
             try:
-                async with aclosing(events):
-                    async for event in events:
-                        if isinstance(event, Started):
-                            entry.session_id = event.session_id
-                            if not key:  # a new conversation: it joins the side list now
-                                key = event.session_id
-                                self._turns[key] = stored
-                                yield TurnUpdate(session_id=key, **self._listed(
-                                    key, message, conversations
-                                ))
-                            continue
-                        now = self.clock()
-                        urgent = view.apply(event, now)
-                        if isinstance(event, TurnError):
-                            failure = event.error
-                        elif not view.finished and (urgent or now - last >= self.update_interval):
+                async with aclosing(updates) as batches:
+                    async for batch in batches:  # one chat update per frame
+                        changed = False
+                        for now, event in batch:
+                            if isinstance(event, Started):
+                                entry.session_id = event.session_id
+                                if not key:  # a new conversation: it joins the side list now
+                                    key = event.session_id
+                                    self._turns[key] = stored
+                                    yield TurnUpdate(session_id=key, **self._listed(
+                                        key, message, conversations
+                                    ))
+                                continue
+                            view.apply(event, now)
+                            changed = True
+                            if isinstance(event, TurnError):
+                                failure = event.error
+                        if changed and not view.finished:
                             yield TurnUpdate([*chat, *view.messages()])
-                            last = now
             except OllamaStackError as refused:  # raised, not streamed: nothing was stored
                 entry.fail(refused)
                 warn(str(refused))
@@ -286,7 +290,7 @@ class ChatHandlers:
             if failure is not None:
                 entry.fail(failure)
                 warn(str(failure))
-            status = await status_line(core.ollama, model)
+            status = await status_line(core.engines, model)
             yield TurnUpdate([*chat, *view.messages()], status=status, streaming=False)
         finally:
             stored.set()

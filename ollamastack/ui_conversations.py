@@ -11,17 +11,19 @@ import tempfile
 from collections.abc import Container, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from ollamastack import transcript
-from ollamastack.chat import ChatService
 from ollamastack.chat_view import history_view
 from ollamastack.core import ServiceHandle
 from ollamastack.edge import Caller, Edge, caller_of, user_of
 from ollamastack.errors import OllamaStackError
 from ollamastack.ui_status import toast_errors, warn
+
+if TYPE_CHECKING:
+    from ollamastack.chat import ChatService
 
 Conversations = list[dict[str, str]]
 SKIP = gr.skip()

@@ -6,13 +6,16 @@ import html
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from ollamastack.embedded_engine import is_embedded
-from ollamastack.engines import Engines
 from ollamastack.errors import OllamaStackError
 from ollamastack.ollama_client import ModelInfo
+
+if TYPE_CHECKING:
+    from ollamastack.engines import Engines
 
 log = logging.getLogger(__name__)
 

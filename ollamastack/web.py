@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,11 +14,13 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
-from ollamastack.api import register_api
+from ollamastack.api import NamedApi, register_api
+from ollamastack.coalesce import FRAME_SECONDS
 from ollamastack.core import ServiceHandle
 from ollamastack.edge import Edge
 from ollamastack.http import EdgeMiddleware
 from ollamastack.ollama_client import Health
+from ollamastack.rest_sessions import ForgetRestSessions
 from ollamastack.settings import Settings
 from ollamastack.ui import build_ui
 
@@ -28,32 +32,49 @@ class WebApp:
     blocks: gr.Blocks
     service: ServiceHandle
     edge: Edge
+    api: NamedApi
 
     async def health(self) -> Health:
         return await (await self.service.get()).ollama.health()
 
     def app_kwargs(self) -> dict[str, Any]:
-        """The health route, security headers, and closing the service at shutdown."""
+        """The health route, security headers, forgetting one-off REST sessions, loading the
+        chat service's modules once serving, and closing the service at shutdown."""
 
         @asynccontextmanager
         async def lifespan(_app: Any) -> AsyncIterator[None]:
+            loading = asyncio.get_running_loop().run_in_executor(None, preload_core)
             yield
+            await loading
             await self.service.close()
 
         edge = Middleware(EdgeMiddleware, health=self.health)
-        return {"middleware": [edge], "lifespan": lifespan}
+        return {"middleware": [edge, Middleware(ForgetRestSessions)], "lifespan": lifespan}
 
 
-def build_app(settings: Settings) -> WebApp:
-    """Build the page and the API; nothing connects until the first request."""
+def preload_core() -> None:
+    """Import the chat service's modules (LangChain, LangGraph: about half a second), in a
+    thread while the page is already served, so that the first message does not wait for them.
+    """
+    try:
+        importlib.import_module("ollamastack.chat")
+    except Exception:  # the first message imports it again, and reports what fails
+        log.exception("could not load the chat service's modules")
+
+
+def build_app(settings: Settings, *, update_interval: float = FRAME_SECONDS) -> WebApp:
+    """Build the page and the API; nothing connects until the first request.
+
+    `update_interval`: how often /chat sends the answer so far while it streams (0: after
+    every token, as tests that check each one want)."""
     service = ServiceHandle(settings)
     edge = Edge(settings)  # one rate limit and audit log for the page and the API
     with gr.Blocks(title="OllamaStack") as blocks:
         build_ui(settings, service, edge)
-        register_api(settings, service, edge)
+        api = register_api(settings, service, edge, update_interval=update_interval)
     # Never Gradio's default of one generation at a time for the whole server.
     blocks.queue(default_concurrency_limit=settings.concurrency)
-    return WebApp(blocks, service, edge)
+    return WebApp(blocks, service, edge, api)
 
 
 def private_paths(settings: Settings) -> list[str]:

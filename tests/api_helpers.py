@@ -91,10 +91,13 @@ def app_settings(server: FakeOllama, data_dir: Path, **overrides: Any) -> Settin
 
 
 @contextmanager
-def serve(server: FakeOllama, data_dir: Path, **overrides: Any) -> Iterator[Served]:
-    """The whole app (page, API, login and MCP as `overrides` say), closed on exit."""
+def serve(
+    server: FakeOllama, data_dir: Path, *, update_interval: float = 0, **overrides: Any
+) -> Iterator[Served]:
+    """The whole app (page, API, login and MCP as `overrides` say), closed on exit. /chat
+    sends a dict after every event (the tests check each), unless `update_interval` is set."""
     settings = app_settings(server, data_dir, **overrides)
-    app = build_app(settings)
+    app = build_app(settings, update_interval=update_interval)
     _, url, _ = launch(app, settings, prevent_thread_lock=True, quiet=True)
     try:
         yield Served(app, settings, url.rstrip("/"))

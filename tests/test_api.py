@@ -18,6 +18,7 @@ from api_helpers import (
     chunk,
     growing,
     run,
+    run_raw,
     serve,
     stats,
     without_timings,
@@ -26,6 +27,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AuthenticationError
 from ollama_server import FakeModel, FakeOllama
 
+from ollamastack.coalesce import FRAME_SECONDS
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
 
 SYSTEM = {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
@@ -35,8 +37,20 @@ REQ = "required"
 
 @pytest.fixture(scope="module")
 def served(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The app, sending a /chat dict after every event: the tests below check each one."""
     with serve(shared_server, tmp_path_factory.mktemp("data"), concurrency=4) as served:
+        served.app.api.update_interval = 0
         yield served
+
+
+@pytest.fixture
+def in_frames(served: Served) -> Iterator[float]:
+    """The app as it ships: /chat sends at most one dict per frame while text streams."""
+    served.app.api.update_interval = FRAME_SECONDS
+    try:
+        yield FRAME_SECONDS
+    finally:
+        served.app.api.update_interval = 0
 
 
 def eventually(fetch: Callable[[], Any], *, until: Callable[[Any], Any], n: Any) -> Any:
@@ -222,6 +236,68 @@ def test_cancelling_a_chat_keeps_what_streamed_marked_as_stopped(
     ]
 
 
+def test_chat_streams_in_frames_first_token_at_once_and_the_whole_answer_last(
+    client: Client, ollama: OllamaView, in_frames: float
+) -> None:
+    ollama.server.token_rate = 200  # 60 tokens in 0.3 s: about 6 frames, not 60 updates
+    text = " ".join(f"w{i}" for i in range(60))
+    ollama.enqueue_text(text)
+    outputs, error = run(client, "Count", api_name="/chat")
+    assert error is None
+    session = outputs[0]["session_id"]
+
+    assert outputs[0] == chunk(session, "w0")  # the first token is not held back
+    assert without_timings(outputs[-1]) == chunk(
+        session, text, done=True, stats=stats(ollama.chat_requests, 60, token_rate=200)
+    )
+    contents = [o["content"] for o in outputs[:-1]]
+    assert all(c in growing(text) for c in contents), contents  # whole tokens, in order
+    assert contents == sorted(set(contents), key=contents.index)  # each dict says more
+    assert 3 <= len(outputs) <= 12, contents  # ~0.3 s in 50 ms frames, and the first and last
+
+
+def test_chat_in_frames_sends_what_streamed_before_a_failure(
+    client: Client, ollama: OllamaView, in_frames: float
+) -> None:
+    ollama.enqueue_stream_error("model runner crashed", text="Half an answer", after_chunks=2)
+    outputs, error = run(client, "Tell me", api_name="/chat")
+    assert error == "Ollama reported an error: model runner crashed"
+    assert [o["content"] for o in outputs] == ["Half", "Half an"]  # the held token too
+
+
+def test_cancelling_a_chat_in_frames_keeps_what_streamed_marked_as_stopped(
+    client: Client, ollama: OllamaView, in_frames: float
+) -> None:
+    ollama.server.token_rate = 10  # 4 s of answer: the cancel lands mid-stream
+    text = " ".join(f"w{i}" for i in range(40))
+    ollama.enqueue_text(text)
+    job = client.submit("Count to forty", api_name="/chat")
+    seen = list(islice(job, 3))
+    job.cancel()
+    session = seen[0]["session_id"]
+    assert [o["content"] for o in seen] == growing(text)[:3]  # slower than a frame: each token
+    ollama.wait_until(lambda: ollama.requests[-1].disconnected)  # Ollama's stream was cut
+
+    history = eventually(lambda: client.predict(session, api_name="/history"), until=len, n=2)
+    assert history[1]["interrupted"] == "stopped by the user"
+    assert history[1]["content"].startswith(seen[-1]["content"])
+
+
+def test_rest_calls_leave_no_gradio_session_state_behind(
+    served: Served, client: Client, ollama: OllamaView
+) -> None:
+    holder = served.app.blocks.server_app.state_holder
+    client.predict(api_name="/health")  # gradio_client names its session: Gradio keeps it
+    before = set(holder.session_data)
+    for i in range(5):
+        outputs, error = run_raw(served.url, "/chat", [f"Hello {i}", "", "", None, ""])
+        assert error is None and outputs[-1]["done"] is True
+    outputs, error = run_raw(served.url, "/health", [])
+    assert error is None and outputs[-1]["status"] == "ok"
+    assert set(holder.session_data) == before  # each REST call's made-up session is gone
+    assert client.predict(api_name="/health")["status"] == "ok"  # the named one still works
+
+
 # -- validation (what /chat refuses is in test_bad_input.py) ----------------
 
 MALFORMED_SESSIONS = ["../../etc/passwd", "' OR 1=1 --", "a" * 10_000]
@@ -345,6 +421,7 @@ def test_models_lists_installed_models_with_details(client: Client, ollama: Olla
             "parameter_size": "12.2B",
             "quantization": "Q4_K_M",
             "capabilities": ["completion", "tools", "thinking"],
+            "embedded": False,
         },
         {
             "name": "llama3.2:latest",
@@ -352,6 +429,7 @@ def test_models_lists_installed_models_with_details(client: Client, ollama: Olla
             "parameter_size": "3.2B",
             "quantization": "Q4_K_M",
             "capabilities": ["completion", "tools"],
+            "embedded": False,
         },
     ]
 
@@ -359,7 +437,8 @@ def test_models_lists_installed_models_with_details(client: Client, ollama: Olla
 def test_health_reports_ollama_down_and_back_and_chat_recovers_without_a_restart(
     client: Client, ollama: OllamaView
 ) -> None:
-    up = {"status": "ok", "ollama_url": ollama.url, "ollama_version": "0.12.6", "models": 1}
+    up = {"status": "ok", "ollama_url": ollama.url, "ollama_version": "0.12.6", "models": 1,
+          "default_model": "llama3.2", "embedded_model": ""}
     assert client.predict(api_name="/health") == up
     session = chat(client, "Are you there?")[0]["session_id"]
 
@@ -369,6 +448,8 @@ def test_health_reports_ollama_down_and_back_and_chat_recovers_without_a_restart
         "ollama_url": ollama.url,
         "ollama_version": "",
         "models": 0,
+        "default_model": "llama3.2",
+        "embedded_model": "",
     }
     unreachable = (
         f"Ollama is not reachable at {ollama.url}. Start it with `ollama serve` "

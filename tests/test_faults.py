@@ -161,7 +161,8 @@ def test_ollama_not_running_at_start_then_up_without_a_restart(
     url = ollama_server.url
     with serve(ollama_server, tmp_path) as app:
         client = Client(app.url, verbose=False)
-        down = {"status": "unavailable", "ollama_url": url, "ollama_version": "", "models": 0}
+        down = {"status": "unavailable", "ollama_url": url, "ollama_version": "", "models": 0,
+                "default_model": "llama3.2", "embedded_model": ""}
         assert client.predict(api_name="/health") == down
         assert run(client, "Anyone there?", api_name="/chat") == ([], unreachable(url))
         assert client.predict(api_name="/sessions") == []  # nothing was said: nothing kept

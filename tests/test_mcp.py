@@ -130,6 +130,8 @@ async def test_mcp_tools_report_models_health_and_errors(
             "ollama_url": ollama.url,
             "ollama_version": "0.12.6",
             "models": 1,
+            "default_model": "llama3.2",
+            "embedded_model": "",
         }
         assert [m["name"] for m in await call(mcp, "models")] == ["llama3.2:latest"]
         ollama.enqueue_tool_call("calculator", {"expression": "6 * 7"})

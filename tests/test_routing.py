@@ -337,7 +337,8 @@ def test_the_app_over_two_instances_serves_chat_models_and_health_when_one_is_do
         primary.stop()
 
         assert client.predict(api_name="/health") == {
-            "status": "ok", "ollama_url": second.url, "ollama_version": "0.12.6", "models": 1}
+            "status": "ok", "ollama_url": second.url, "ollama_version": "0.12.6", "models": 1,
+            "default_model": "llama3.2", "embedded_model": ""}
         assert [m["name"] for m in client.predict(api_name="/models")] == ["llama3.2:latest"]
         for i in range(4):  # new sessions: those whose first choice is down start on the other
             reply = client.predict(f"Hello {i}", api_name="/chat")
