@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from importlib.util import find_spec
 
+import httpx
 from langchain_core.language_models import BaseChatModel
 
 from ollamastack.embedded_engine import (
@@ -178,7 +179,8 @@ def open_engines(settings: Settings) -> Engines:
             model=settings.model,
             base_url=url,
             num_ctx=settings.num_ctx,
-            client_kwargs={"timeout": settings.request_timeout},
+            # a byte may take request_timeout (a cold model load); a connection may not
+            client_kwargs={"timeout": httpx.Timeout(settings.request_timeout, connect=5.0)},
             streaming=True,  # always stream: skips LangChain's per-call protocol checks
         )
         for url in settings.ollama_hosts

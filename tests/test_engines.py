@@ -18,6 +18,7 @@ from ollamastack.errors import EmbeddedError, OllamaUnavailable
 from ollamastack.events import Done, Started, TextDelta
 from ollamastack.ollama_chat import OllamaChatModel
 from ollamastack.settings import Settings
+from ollamastack.ui_status import waiting_title
 
 pytestmark = pytest.mark.skipif(
     not embedded_available(),
@@ -129,3 +130,18 @@ async def test_an_explicit_ollama_model_still_says_ollama_is_down(tmp_path):
     async with open_chat_service(down_settings()) as service:
         events = await run_turn(service, "Hi", model="llama3.2")
     assert isinstance(events[-1].error, OllamaUnavailable)
+
+
+async def test_a_request_behind_a_running_generation_is_shown_waiting(engines: Engines):
+    """The page's waiting line while the embedded model answers someone else first."""
+    assert await waiting_title(engines, EMBEDDED_MODEL) in (
+        f"Loading model `{EMBEDDED_MODEL}`…", f"Waiting for `{EMBEDDED_MODEL}`…"
+    )
+    other = engines.chat_model(EMBEDDED_MODEL).astream("Count from 1 to 300.")
+    await anext(other)  # generating now
+    try:
+        assert await waiting_title(engines, EMBEDDED_MODEL) == (
+            f"Waiting for `{EMBEDDED_MODEL}`: it is answering 1 other request(s) first…"
+        )
+    finally:
+        await other.aclose()
