@@ -20,7 +20,7 @@ from langchain_core.messages import (
 from langgraph.graph.state import CompiledStateGraph
 
 from ollamastack import validation
-from ollamastack.agent import TurnContext, current_turn_start
+from ollamastack.agent import TurnContext
 from ollamastack.embedded_engine import is_embedded
 from ollamastack.engines import Engines
 from ollamastack.errors import OllamaError, OllamaStackError, OllamaUnavailable
@@ -38,16 +38,11 @@ from ollamastack.events import (
 from ollamastack.memory import Memory, SessionInfo
 from ollamastack.ollama_client import OllamaClient, translate_error
 from ollamastack.routing import OllamaPool
+from ollamastack.sealing import seal_cut_off_turn, seal_turn, thread
 from ollamastack.settings import Settings
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_TOOL = "The tool did not finish: the turn was interrupted."
-CUT_OFF = "the app stopped before the answer was finished"
-
-
-def _config(session_id: str) -> dict:
-    return {"configurable": {"thread_id": session_id}}
 
 
 @dataclass
@@ -89,7 +84,7 @@ class ChatService:
 
     async def history(self, session_id: str, user: str = "") -> list[AnyMessage]:
         session_id = await self._load(session_id, user)
-        state = await self.graph.aget_state(_config(session_id))
+        state = await self.graph.aget_state(thread(session_id))
         return list(state.values.get("messages", []))
 
     async def delete_session(self, session_id: str, user: str = "") -> None:
@@ -104,7 +99,7 @@ class ChatService:
         Returns that message's text (to edit or send again), or "" when there was none.
         """
         session_id = await self.memory.sessions.check(session_id, user)
-        config = _config(session_id)
+        config = thread(session_id)
         messages = (await self.graph.aget_state(config)).values.get("messages", [])
         asked = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
         if not asked:
@@ -195,7 +190,7 @@ class _Turn:
                 try:
                     stream = self.graph.astream(
                         turn_input,
-                        _config(self.session_id),
+                        thread(self.session_id),
                         context=self.context,
                         stream_mode=["messages", "updates"],
                     )
@@ -287,51 +282,3 @@ class _Turn:
 
     async def _seal(self, reason: str) -> None:
         await seal_turn(self.graph, self.session_id, self.partial, reason)
-
-
-def answered_in_full(turn: list[AnyMessage]) -> bool:
-    """Whether a turn (its question and what followed) ends with the model's final answer."""
-    return len(turn) > 1 and isinstance(turn[-1], AIMessage) and not turn[-1].tool_calls
-
-
-async def seal_cut_off_turn(graph: CompiledStateGraph, session_id: str) -> None:
-    """Seal a last turn left unanswered by an app process that died mid-turn (SIGKILL, power
-    loss): no seal ran then, and an open tool call would break the next turn."""
-    messages = (await graph.aget_state(_config(session_id))).values.get("messages", [])
-    turn = list(messages[current_turn_start(messages):])
-    if turn and isinstance(turn[0], HumanMessage) and not answered_in_full(turn):
-        await seal_turn(graph, session_id, "", CUT_OFF)
-
-
-async def seal_turn(
-    graph: CompiledStateGraph, session_id: str, partial: str, reason: str
-) -> None:
-    """Store what streamed of an unfinished last turn, marked interrupted, and close any tool
-    call left open; a finished turn (or none) is left as it is."""
-    config = _config(session_id)
-    try:
-        state = await graph.aget_state(config)
-        messages = state.values.get("messages", [])
-        # The state shown includes the writes of steps a cancelled run never checkpointed
-        # (a finished model call, say), and an update as "model" drops those: so the turn
-        # is sent again. The reducer keeps one copy per message id.
-        turn = list(messages[current_turn_start(messages):])
-        finished = answered_in_full(turn)
-        answered = {m.tool_call_id for m in turn if isinstance(m, ToolMessage)}
-        open_calls = [
-            call
-            for m in turn if isinstance(m, AIMessage)
-            for call in m.tool_calls if call["id"] not in answered
-        ]
-        patch: list[AnyMessage] = [
-            *turn,
-            *(
-                ToolMessage(INTERRUPTED_TOOL, tool_call_id=c["id"], name=c["name"], status="error")
-                for c in open_calls
-            ),
-        ]
-        if not finished:  # else the answer was whole; only its update had not streamed
-            patch.append(AIMessage(partial, response_metadata={"interrupted": reason}))
-        await graph.aupdate_state(config, {"messages": patch}, as_node="model")
-    except Exception:
-        log.exception("could not seal interrupted turn in session %s", session_id)

@@ -23,7 +23,7 @@ from langchain_core.tools import tool
 from ollama_server import FakeOllama
 
 from ollamastack.agent import build_agent
-from ollamastack.chat import CUT_OFF, INTERRUPTED_TOOL, ChatService
+from ollamastack.chat import ChatService
 from ollamastack.core import open_chat_service
 from ollamastack.engines import open_engines
 from ollamastack.errors import (
@@ -36,6 +36,7 @@ from ollamastack.errors import (
 )
 from ollamastack.events import Done, Started, TextDelta, ToolCall, TurnError
 from ollamastack.memory import open_memory
+from ollamastack.sealing import CUT_OFF, INTERRUPTED_TOOL
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
 from ollamastack.tools import build_tools
 
