@@ -8,8 +8,9 @@ module — agent, chat, UI, API — asks here and never knows which engine answe
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 
 import httpx
@@ -28,6 +29,8 @@ from ollamastack.routing import OllamaPool, connect
 from ollamastack.settings import Settings
 
 log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 10.0  # how long the default stays on the embedded model after a refusal
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Engines:
     ollama: OllamaClient | OllamaPool
     ollama_chat: dict[str, BaseChatModel]  # one chat model per Ollama instance, by URL
     embedded: Embedded | None
+    _ollama_down_until: float = field(default=0.0, repr=False)
 
     @property
     def url(self) -> str:
@@ -82,12 +86,21 @@ class Engines:
         return self.ollama_chat[ollama_url or self.settings.ollama_host]
 
     async def default_model(self) -> str:
-        """The configured model, or the embedded one while Ollama cannot serve that."""
+        """The configured model, or the embedded one while Ollama cannot serve that.
+
+        An unreachable Ollama is asked again after `RECHECK_SECONDS`, not at every turn: a
+        host that drops packets would otherwise hold each turn for the connect timeout.
+        """
         if self.embedded is None:
             return self.settings.model
+        if time.monotonic() < self._ollama_down_until:
+            return self.embedded.name
         try:
             await self.ollama.capabilities(self.settings.model)
-        except (OllamaUnavailable, ModelNotFound):
+        except OllamaUnavailable:
+            self._ollama_down_until = time.monotonic() + RECHECK_SECONDS
+            return self.embedded.name
+        except ModelNotFound:
             return self.embedded.name
         return self.settings.model
 
@@ -130,9 +143,10 @@ class Engines:
         health = await self.ollama.health()
         if self.embedded is None:
             return replace(health, default_model=self.settings.model)
-        return replace(
-            health, default_model=await self.default_model(), embedded_model=self.embedded.name
-        )
+        if health.reachable:
+            self._ollama_down_until = 0.0  # it is back: the next turn may use it
+        default = await self.default_model() if health.reachable else self.embedded.name
+        return replace(health, default_model=default, embedded_model=self.embedded.name)
 
     async def pull(self, model: str) -> AsyncIterator[PullProgress]:
         self._refuse_embedded(model, "pulled")

@@ -145,3 +145,19 @@ async def test_a_request_behind_a_running_generation_is_shown_waiting(engines: E
         )
     finally:
         await other.aclose()
+
+
+async def test_the_default_returns_to_ollama_once_it_is_back(
+    engines: Engines, ollama_server: FakeOllama
+):
+    ollama_server.stop()
+    assert await engines.default_model() == EMBEDDED_MODEL
+    shown = len([r for r in ollama_server.requests if r.path == "/api/show"])
+    ollama_server.start()
+    assert await engines.default_model() == EMBEDDED_MODEL  # not asked again at every turn
+    assert len([r for r in ollama_server.requests if r.path == "/api/show"]) == shown
+
+    health = await engines.health()  # the status line and /health look: it is back
+
+    assert (health.reachable, health.default_model) == (True, "llama3.2")
+    assert await engines.default_model() == "llama3.2"
