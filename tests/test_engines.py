@@ -10,7 +10,7 @@ import pytest
 from chat_helpers import closed_port_url, make_settings, run_turn
 from ollama_server import FakeOllama
 
-from ollamastack.core import open_chat_service
+from ollamastack.core import ServiceHandle, open_chat_service
 from ollamastack.embedded_chat import ChatEmbedded
 from ollamastack.embedded_engine import EMBEDDED_MODEL, embedded_available
 from ollamastack.engines import Engines, open_engines
@@ -18,6 +18,7 @@ from ollamastack.errors import EmbeddedError, OllamaUnavailable
 from ollamastack.events import Done, Started, TextDelta
 from ollamastack.ollama_chat import OllamaChatModel
 from ollamastack.settings import Settings
+from ollamastack.ui_chat import ChatHandlers
 from ollamastack.ui_status import waiting_title
 
 pytestmark = pytest.mark.skipif(
@@ -161,3 +162,20 @@ async def test_the_default_returns_to_ollama_once_it_is_back(
 
     assert (health.reachable, health.default_model) == (True, "llama3.2")
     assert await engines.default_model() == "llama3.2"
+
+
+async def test_the_page_opens_on_the_embedded_model_and_says_how_to_connect_ollama():
+    """The page's handlers with Ollama down: the picker holds the embedded model alone and
+    the status line says it runs inside the app and how to reach Ollama."""
+    settings = down_settings()
+    handle = ServiceHandle(settings)
+    try:
+        picker, status = await ChatHandlers(settings, handle).refresh_models("")
+    finally:
+        await handle.close()
+
+    assert picker["value"] == EMBEDDED_MODEL
+    assert picker["choices"] == [(f"{EMBEDDED_MODEL} (in the app)", EMBEDDED_MODEL)]
+    assert f"Ollama is not reachable at {settings.ollama_host}" in status
+    assert f"model `{EMBEDDED_MODEL}` is the small model that runs inside the app" in status
+    assert status.endswith("start Ollama or point `OLLAMA_HOST` at it, then pick one here")
