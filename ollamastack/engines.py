@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 
-import httpx
 from langchain_core.language_models import BaseChatModel
 
 from ollamastack.embedded_engine import (
@@ -24,7 +23,14 @@ from ollamastack.embedded_engine import (
 )
 from ollamastack.errors import EmbeddedError, ModelNotFound, OllamaUnavailable
 from ollamastack.ollama_chat import OllamaChatModel
-from ollamastack.ollama_client import Health, ModelInfo, OllamaClient, PullProgress, RunningModel
+from ollamastack.ollama_client import (
+    Health,
+    ModelInfo,
+    OllamaClient,
+    PullProgress,
+    RunningModel,
+    ollama_timeout,
+)
 from ollamastack.routing import OllamaPool, connect
 from ollamastack.settings import Settings
 
@@ -70,14 +76,6 @@ class Engines:
     ollama_chat: dict[str, BaseChatModel]  # one chat model per Ollama instance, by URL
     embedded: Embedded | None
     _ollama_down_until: float = field(default=0.0, repr=False)
-
-    @property
-    def url(self) -> str:
-        return self.ollama.url
-
-    @property
-    def request_timeout(self) -> float:
-        return self.ollama.request_timeout
 
     def chat_model(self, model: str, ollama_url: str = "") -> BaseChatModel:
         """The chat model that answers `model` (on `ollama_url`, with several instances)."""
@@ -193,8 +191,7 @@ def open_engines(settings: Settings) -> Engines:
             model=settings.model,
             base_url=url,
             num_ctx=settings.num_ctx,
-            # a byte may take request_timeout (a cold model load); a connection may not
-            client_kwargs={"timeout": httpx.Timeout(settings.request_timeout, connect=5.0)},
+            client_kwargs={"timeout": ollama_timeout(settings.request_timeout)},
             streaming=True,  # always stream: skips LangChain's per-call protocol checks
         )
         for url in settings.ollama_hosts

@@ -95,6 +95,11 @@ def translate_error(
     return None
 
 
+def ollama_timeout(request_timeout: float) -> httpx.Timeout:
+    """Connect fast, but wait `request_timeout` for each byte: a cold model load is slow."""
+    return httpx.Timeout(request_timeout, connect=5.0)
+
+
 @dataclass
 class OllamaClient:
     """The official async `ollama` client plus the typed errors and a capability cache."""
@@ -105,11 +110,8 @@ class OllamaClient:
     _capabilities: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._client = ollama.AsyncClient(host=self.url, timeout=self.timeout())
-
-    def timeout(self) -> httpx.Timeout:
-        """Connect fast, but wait `request_timeout` for each byte: a cold load is slow."""
-        return httpx.Timeout(self.request_timeout, connect=5.0)
+        timeout = ollama_timeout(self.request_timeout)
+        self._client = ollama.AsyncClient(host=self.url, timeout=timeout)
 
     def _error(self, error: BaseException, model: str = "") -> OllamaStackError:
         typed = translate_error(error, url=self.url, model=model, timeout=self.request_timeout)

@@ -35,7 +35,7 @@ class WebApp:
     api: NamedApi
 
     async def health(self) -> Health:
-        return await (await self.service.get()).ollama.health()
+        return await (await self.service.get()).engines.health()
 
     def app_kwargs(self) -> dict[str, Any]:
         """The health route, security headers, forgetting one-off REST sessions, loading the

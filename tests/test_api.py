@@ -68,6 +68,25 @@ def chat(client: Client, *args: Any) -> list[dict]:
     return outputs
 
 
+def cancel_after_three_tokens(
+    client: Client, ollama: OllamaView, message: str
+) -> tuple[list[dict], str, str]:
+    """Cancel a /chat after its third dict: (the dicts seen, the session, the whole answer).
+
+    Each dict holds one more token (10 tokens/s is slower than a frame), and Ollama's stream
+    is cut before this returns.
+    """
+    ollama.server.token_rate = 10  # 4 s of answer: the cancel lands mid-stream even on a busy CI
+    text = " ".join(f"w{i}" for i in range(40))
+    ollama.enqueue_text(text)
+    job = client.submit(message, api_name="/chat")
+    seen = list(islice(job, 3))
+    job.cancel()
+    assert [o["content"] for o in seen] == growing(text)[:3]
+    ollama.wait_until(lambda: ollama.requests[-1].disconnected)  # Ollama's stream was cut
+    return seen, seen[0]["session_id"], text
+
+
 # -- the contract -----------------------------------------------------------
 
 
@@ -210,15 +229,7 @@ def test_chat_streams_a_thinking_models_reasoning_apart_from_the_answer(
 def test_cancelling_a_chat_keeps_what_streamed_marked_as_stopped(
     client: Client, ollama: OllamaView
 ) -> None:
-    ollama.server.token_rate = 10  # 4 s of answer: the cancel lands mid-stream even on a busy CI
-    text = " ".join(f"w{i}" for i in range(40))
-    ollama.enqueue_text(text)
-    job = client.submit("Count to twelve", api_name="/chat")
-    seen = list(islice(job, 3))
-    job.cancel()
-    session = seen[0]["session_id"]
-    assert [o["content"] for o in seen] == growing(text)[:3]
-    ollama.wait_until(lambda: ollama.requests[-1].disconnected)  # Ollama's stream was cut
+    seen, session, text = cancel_after_three_tokens(client, ollama, "Count to twelve")
 
     history = eventually(lambda: client.predict(session, api_name="/history"), until=len, n=2)
     stored = history[1]["content"]
@@ -268,15 +279,7 @@ def test_chat_in_frames_sends_what_streamed_before_a_failure(
 def test_cancelling_a_chat_in_frames_keeps_what_streamed_marked_as_stopped(
     client: Client, ollama: OllamaView, in_frames: float
 ) -> None:
-    ollama.server.token_rate = 10  # 4 s of answer: the cancel lands mid-stream
-    text = " ".join(f"w{i}" for i in range(40))
-    ollama.enqueue_text(text)
-    job = client.submit("Count to forty", api_name="/chat")
-    seen = list(islice(job, 3))
-    job.cancel()
-    session = seen[0]["session_id"]
-    assert [o["content"] for o in seen] == growing(text)[:3]  # slower than a frame: each token
-    ollama.wait_until(lambda: ollama.requests[-1].disconnected)  # Ollama's stream was cut
+    seen, session, _ = cancel_after_three_tokens(client, ollama, "Count to forty")
 
     history = eventually(lambda: client.predict(session, api_name="/history"), until=len, n=2)
     assert history[1]["interrupted"] == "stopped by the user"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from itertools import islice, pairwise
 from pathlib import Path
 
+import httpx
 import pytest
 from api_helpers import OllamaView, free_port
 from chat_helpers import closed_port_url
@@ -66,6 +67,8 @@ def test_health_reports_the_embedded_engine(without_ollama: Client) -> None:
 
     assert health["status"] == "unavailable"
     assert (health["default_model"], health["embedded_model"]) == (EMBEDDED_MODEL,) * 2
+    healthz = httpx.get(without_ollama.src.rstrip("/") + "/healthz", timeout=10).json()
+    assert healthz == health | {"reason": healthz["reason"]}  # the plain route says the same
 
 
 def test_models_lists_the_embedded_model(without_ollama: Client) -> None:

@@ -86,7 +86,7 @@ async def test_with_ollama_down_the_embedded_model_is_offered_alone(ollama_down:
     assert (health.reachable, health.default_model, health.embedded_model) == (
         False, EMBEDDED_MODEL, EMBEDDED_MODEL
     )
-    assert ollama_down.url in health.error
+    assert ollama_down.ollama.url in health.error
 
 
 async def test_switched_off_there_is_no_fallback():
