@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
@@ -108,51 +107,12 @@ async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
         yield Memory(checkpointer, SessionIndex(store))
 
 
-def _immediate_store(conn: Any) -> BaseStore:
-    """LangGraph's SQLite store, but taking the write lock when its transactions begin.
-
-    Its plain BEGIN reads and then writes; when the checkpointer (another connection) commits
-    in between, SQLite fails the write at once with "database is locked" instead of waiting.
-    BEGIN IMMEDIATE waits for the lock up front, within the connection's busy timeout.
-    """
-    from langgraph.store.sqlite.aio import AsyncSqliteStore
-
-    class ImmediateSqliteStore(AsyncSqliteStore):
-        @asynccontextmanager
-        async def _cursor(self, *, transaction: bool = True) -> AsyncIterator[Any]:
-            if not self.is_setup:
-                await self.setup()
-            async with self.lock:
-                if transaction:
-                    await self.conn.execute("BEGIN IMMEDIATE")
-                async with self.conn.cursor() as cursor:
-                    try:
-                        yield cursor
-                    finally:
-                        if transaction:
-                            await self.conn.execute("COMMIT")
-
-    return ImmediateSqliteStore(conn)
-
-
 @asynccontextmanager
 async def _open_sqlite(settings: Settings) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from ollamastack.sqlite_memory import open_sqlite
 
-    path = settings.sqlite_path
-    assert path is not None
-    if str(path) != ":memory:":
-        path.parent.mkdir(parents=True, exist_ok=True)
-    # One connection each: the store runs its own BEGIN/COMMIT (autocommit mode). The
-    # saver's setup() switches the file to WAL, so a crash never corrupts it.
-    async with (
-        aiosqlite.connect(str(path)) as saver,
-        aiosqlite.connect(str(path), isolation_level=None) as store,
-    ):
-        opened = AsyncSqliteSaver(saver), _immediate_store(store)
-        for part in opened:
-            await part.setup()
+    assert settings.sqlite_path is not None
+    async with open_sqlite(settings.sqlite_path) as opened:
         yield opened
 
 

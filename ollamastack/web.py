@@ -18,6 +18,7 @@ from ollamastack.api import NamedApi, register_api
 from ollamastack.coalesce import FRAME_SECONDS
 from ollamastack.core import ServiceHandle
 from ollamastack.edge import Edge
+from ollamastack.gradio_queue import skip_monitoring_summary
 from ollamastack.http import EdgeMiddleware
 from ollamastack.ollama_client import Health
 from ollamastack.rest_sessions import ForgetRestSessions
@@ -74,6 +75,7 @@ def build_app(settings: Settings, *, update_interval: float = FRAME_SECONDS) -> 
         api = register_api(settings, service, edge, update_interval=update_interval)
     # Never Gradio's default of one generation at a time for the whole server.
     blocks.queue(default_concurrency_limit=settings.concurrency)
+    skip_monitoring_summary(blocks)
     return WebApp(blocks, service, edge, api)
 
 
