@@ -1,8 +1,9 @@
 """Evidence for the causes the benchmark names, measured in this process.
 
 - `session_state_cost`: Gradio builds a `SessionState` for every new session hash (each REST
-  call without one, each browser tab, each `gradio_client.Client`), copying the config of every
-  block of the Blocks; it keeps up to `state_session_capacity` (10,000) of them.
+  call without one, each browser tab, each `gradio_client.Client`), rendering the config of
+  every block of the Blocks (the app's renders a block's when first used); it keeps up to
+  `state_session_capacity` (10,000) of them.
 - `agent_profile`: cProfile of the agent's own hot path (no Gradio), unpaced, by own time.
 - `ttft_breakdown`: where the app's time to first token goes, stage by stage, at one session.
 """
@@ -26,26 +27,35 @@ IDLE = {"<method 'poll' of 'select.epoll' objects>", "<method 'select' of 'selec
 
 
 def session_state_cost(settings: Any) -> dict[str, Any]:
-    """Time and memory of one Gradio `SessionState` for the app's Blocks and the relay's."""
+    """Time and memory of one Gradio `SessionState` for the app's Blocks (as the app builds
+    it, and as Gradio's own `__init__` would) and for the relay's."""
     import gradio as gr
     from gradio.state_holder import SessionState
 
+    from ollamastack import gradio_costs
     from ollamastack.web import build_app
 
     async def relay(message: str, model: str) -> Any:
         yield message
 
+    def eager(blocks: Any) -> Any:
+        state = SessionState.__new__(SessionState)
+        gradio_costs._gradio_init(state, blocks)
+        return state
+
     with gr.Blocks() as bare:
         gr.api(relay, api_name="relay")
+    app = build_app(settings).blocks  # installs the app's lazy SessionState
     found = {}
-    for name, blocks in (("App", build_app(settings).blocks), ("Relay", bare)):
-        SessionState(blocks)
+    for name, blocks, build in (("App", app, SessionState), ("App, Gradio's own", app, eager),
+                                ("Relay", bare, SessionState)):
+        build(blocks)
         started, n = time.perf_counter(), 100
         for _ in range(n):
-            SessionState(blocks)
+            build(blocks)
         seconds = (time.perf_counter() - started) / n
         tracemalloc.start()
-        kept = [SessionState(blocks) for _ in range(50)]
+        kept = [build(blocks) for _ in range(50)]
         size = tracemalloc.get_traced_memory()[0] / len(kept)
         tracemalloc.stop()
         found[name] = {"blocks": len(blocks.blocks), "ms": seconds * 1000, "kib": size / 1024}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAYERS = [  # (layer, path fragments), first match wins
+    ("SQLite", ("/aiosqlite/", "/sqlite3/", "/langgraph/checkpoint/sqlite/",
+                "/langgraph/store/sqlite/", "/ollamastack/sqlite_memory.py")),
     ("ollamastack", ("/ollamastack/",)),
     ("LangGraph", ("/langgraph/",)),
     ("LangChain", ("/langchain_core/", "/langchain/", "/langchain_ollama/", "/langsmith/")),
@@ -23,7 +25,6 @@ LAYERS = [  # (layer, path fragments), first match wins
     ("h11 (HTTP parsing)", ("/h11/",)),
     ("asyncio", ("/asyncio/",)),
     ("pydantic", ("/pydantic/", "/pydantic_core/")),
-    ("SQLite", ("/aiosqlite/", "/sqlite3/", "/langgraph/checkpoint/sqlite/")),
 ]
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<path>[^()]*?):(?P<line>\d+)\)$")
 
