@@ -51,7 +51,14 @@ class Frame:
 
     @property
     def name(self) -> str:
-        module = self.path.split("site-packages/")[-1].removesuffix(".py").replace("/", ".")
+        """
+        >>> Frame("_worker", "/usr/lib/python3.11/concurrent/futures/thread.py").name
+        'concurrent.futures.thread._worker'
+        >>> Frame("run", "/x/site-packages/gradio/blocks.py").name
+        'gradio.blocks.run'
+        """
+        path = re.split(r"site-packages/|/lib/python3\.\d+/", self.path)[-1]
+        module = path.removesuffix(".py").replace("/", ".")
         return f"{module.split('ollamastack.')[-1] if 'ollamastack' in module else module}" \
                f".{self.function}"
 
