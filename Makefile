@@ -7,10 +7,10 @@ TEST_STAMP := $(VENV)/.test-installed
 JS_STAMP   := tests/js/node_modules/.installed
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help run test lint audit bench clean
+.PHONY: help run test lint audit bench bench-peers clean
 
 help:  ## List the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,5 +65,18 @@ $(BENCH_STAMP): $(TEST_STAMP) requirements-bench.txt
 bench: $(BENCH_STAMP) $(APT_STAMP)  ## Measure our overhead over Ollama; writes BENCHMARKS.md (BENCH_ARGS=--quick)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-clean:  ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+# Open WebUI, the peer (optional, never part of `make test`): its own venv, since it pins
+# hundreds of packages (torch and CUDA's libraries among them, about 7 GB) that must not meet ours.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): requirements-peers.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-peers.txt
+	touch $@
+
+bench-peers: $(BENCH_STAMP) $(APT_STAMP) $(PEERS_STAMP)  ## The benchmark with Open WebUI beside us; writes BENCHMARKS.md
+	$(PY) -m bench.run --peers $(BENCH_ARGS)
+
+clean:  ## Remove the virtual environments and caches
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .ruff_cache

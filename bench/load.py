@@ -111,8 +111,13 @@ async def run_level(
 ) -> Level:
     """`concurrency` new sessions, each `turns` turns back to back; starts spread over one turn."""
     sessions = [Session(i, model_of(i)) for i in range(concurrency)]
+    tools = getattr(side, "tools", True)  # a peer without our tool gets answers only
+
+    def tool_turn(session: int, turn: int) -> bool:
+        return tools and is_tool_turn(session, turn)
+
     fake.script([
-        (s.model, ANSWER, is_tool_turn(s.index, t)) for s in sessions for t in range(turns)
+        (s.model, ANSWER, tool_turn(s.index, t)) for s in sessions for t in range(turns)
     ])
     fake.set_token_rate(token_rate)
     level = Level(side.name, side.client, concurrency)
@@ -133,7 +138,7 @@ async def run_level(
                 continue
             rate = (ANSWER_TOKENS - 1) / max(timed.last - timed.ttft, 1e-9)
             level.records.append(
-                TurnRecord(timed.ttft, timed.seconds, rate, is_tool_turn(session.index, t))
+                TurnRecord(timed.ttft, timed.seconds, rate, tool_turn(session.index, t))
             )
 
     before = cpu() if cpu else None

@@ -12,6 +12,7 @@ from typing import Any
 
 from bench import diagnose, load, servers, storage
 from bench.fake_ollama import RemoteOllama
+from bench.peers import OpenWebUISide
 from bench.profile import summarise
 from bench.sides import AgentSide, DirectSide, GradioClientSide, SseSide, app_call, relay_call
 
@@ -81,9 +82,10 @@ class Bench:
             served.stop()
 
 
-async def sweep(bench: Bench, plan: Plan, relay: servers.Served,
-                app: servers.Served) -> list[dict[str, Any]]:
-    """Every side at each concurrency, all sides at one level one after the other."""
+async def sweep(bench: Bench, plan: Plan, relay: servers.Served, app: servers.Served,
+                peer: servers.Served | None = None) -> list[dict[str, Any]]:
+    """Every side at each concurrency, all sides at one level one after the other; Open WebUI
+    beside them when `peer` runs it."""
     most, fake = max(plan.turns), bench.fake
     sides: list[tuple[Any, Any]] = [
         (DirectSide(fake.url), None),
@@ -93,6 +95,8 @@ async def sweep(bench: Bench, plan: Plan, relay: servers.Served,
         (GradioClientSide("Relay", relay.url, "relay", most), relay.cpu_seconds),
         (GradioClientSide("App", app.url, "chat", most), app.cpu_seconds),
     ]
+    if peer is not None:
+        sides.append((OpenWebUISide(peer.url), peer.cpu_seconds))
     levels = []
     try:
         for side, _ in sides:

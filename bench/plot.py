@@ -9,14 +9,16 @@ from bench.report import Results
 
 
 def plot(results: Results, path: Path) -> None:
-    """Direct, Agent and App (and the relay, for reference), one line each."""
+    """Direct, Agent and App (and the relay, for reference; Open WebUI when measured), one
+    line each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     series = [("Direct", "ollama", "-"), ("Agent", "in-process", "-"), ("App", "httpx", "-"),
-              ("Relay", "httpx", ":"), ("App", "gradio_client", "--")]
+              ("Relay", "httpx", ":"), ("App", "gradio_client", "--"),
+              ("Open WebUI", "httpx", "-.")]
     panels = [("total_tps", "Tokens/s delivered, all sessions"),
               ("stream_tps_p50", "Tokens/s per stream (p50)"),
               ("ttft_p50_ms", "Time to first token p50 (ms)")]

@@ -250,7 +250,8 @@ def markdown(results: Results, targets: list[Target], plot: Path | None) -> str:
               "Wall time from the command to the first `200` of `GET /`; the target compares the "
               "fastest launches, since load from other processes only adds time.", "",
               "| Command | Runs | Fastest s | Median s | Each s |", "|---|---|---|---|---|"]
-    names = {"App": "python app.py", "Relay": "python bench/relay.py"}
+    names = {"App": "python app.py", "Relay": "python bench/relay.py",
+             "Open WebUI": "open-webui serve"}
     for name, samples in results.cold_starts.items():
         lines.append(f"| `{names[name]}` | {len(samples)} | {min(samples):.2f} | "
                      f"{median(samples):.2f} | {', '.join(f'{s:.2f}' for s in samples)} |")

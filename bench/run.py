@@ -1,5 +1,5 @@
-"""`python -m bench.run [--quick] [--levels 1,32] [--database postgres]`: what OllamaStack
-costs on top of Ollama (issue 8).
+"""`python -m bench.run [--quick] [--levels 1,32] [--database postgres] [--peers]`: what
+OllamaStack costs on top of Ollama (issue 8).
 
 Runs every side against one Ollama-protocol test server, checks the issue's targets, writes
 BENCHMARKS.md and its plot, and exits 1 naming each missed target, 2 when turns of the app
@@ -8,7 +8,8 @@ or the agent failed.
 report and write no file unless --output is given; --levels replaces the concurrency levels
 streamed (with the full run's turns per session at each). --database postgres stores the
 app's and the agent's conversations in the test suite's throwaway PostgreSQL instead of a
-SQLite file.
+SQLite file. --peers streams Open WebUI too, at the same levels in the same run (`make
+bench-peers` installs it in `.venv-peers`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from bench import phases, plot, report, servers, storage, targets
+from bench import peers, phases, plot, report, servers, storage, targets
 from bench.fake_ollama import RemoteOllama
 from bench.load import MAX_SESSIONS, model_of
 from bench.phases import FULL, QUICK, Bench, Plan, progress
@@ -31,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OURS = {"App", "Agent"}  # a failed turn here exits 2; on Direct or the relay it only warns
 
 
-def run(plan: Plan, results: report.Results, work: Path, on_postgres: bool) -> None:
+def run(plan: Plan, results: report.Results, work: Path, on_postgres: bool,
+        with_peers: bool = False) -> None:
     postgres = storage.postgres_server() if plan.diagnose or on_postgres else None
     if on_postgres and postgres is None:
         raise SystemExit("--database postgres: PostgreSQL could not start here")
@@ -41,9 +43,15 @@ def run(plan: Plan, results: report.Results, work: Path, on_postgres: bool) -> N
             bench.fake.call("add_model", model_of(i))
         progress(f"test server at {bench.fake.url}; starting the relay and the app")
         relay, app = bench.relay(), bench.app("app")
+        peer = None
+        if with_peers:
+            progress("starting Open WebUI")
+            peer = bench._started(peers.start_open_webui(bench.fake.url, work / "open-webui"))
         progress(f"memory: {plan.memory_sessions} sessions")
         results.memory = phases.memory(bench, plan, app, relay, work / "app")
-        results.levels = asyncio.run(phases.sweep(bench, plan, relay, app))
+        results.levels = asyncio.run(phases.sweep(bench, plan, relay, app, peer))
+        if peer is not None:
+            peer.stop()
         results.ceilings = asyncio.run(phases.ceilings(bench, plan, relay, app))
         app.stop()
         relay.stop()
@@ -67,8 +75,16 @@ def run(plan: Plan, results: report.Results, work: Path, on_postgres: bool) -> N
             postgres.stop()
 
 
-def notes(on_postgres: bool) -> list[str]:
-    return [
+def notes(on_postgres: bool, with_peers: bool = False) -> list[str]:
+    peer = [
+        "Open WebUI (`open-webui==0.12.4`, its own venv; `bench/peers.py`): login off "
+        "(WEBUI_AUTH=False, signed in as the admin that mode makes), offline, Ollama only. Each "
+        "turn POSTs its `/api/chat/completions` route with `stream: true` and the conversation "
+        "so far (it keeps none without a chat id; its page posts there too) and reads the "
+        "OpenAI-style event stream with httpx. It gets no tool round (its tools are set up per "
+        "user in its UI), so its turns are answers only; its CPU is its server process's."
+    ] if with_peers else []
+    return [*peer,
         f"The app runs with OLLAMASTACK_CONCURRENCY={servers.APP_CONCURRENCY} and the relay "
         "with no concurrency limit, so no turn waits in Gradio's queue; the app's default (16) "
         "queues the 17th concurrent turn. The app's per-user rate limit is off "
@@ -102,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="concurrency levels to stream, e.g. 1,32 (default: the mode's)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
                         help="where the app and the agent store conversations")
+    parser.add_argument("--peers", action="store_true",
+                        help="stream Open WebUI too (installed by `make bench-peers`)")
     parser.add_argument("--output", type=Path, help="the Markdown report (full: BENCHMARKS.md)")
     args = parser.parse_args(argv)
     output = args.output or (None if args.quick or args.levels else ROOT / "BENCHMARKS.md")
@@ -113,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, turns={c: FULL.turns.get(c, 2) for c in args.levels})
     command = ("python -m bench.run" + " --quick" * args.quick
                + (f" --levels {','.join(map(str, args.levels))}" if args.levels else "")
-               + " --database postgres" * on_postgres)
+               + " --database postgres" * on_postgres + " --peers" * args.peers)
     results = report.Results(mode="quick" if args.quick else "full", command=command,
-                             load_before=os.getloadavg(), notes=notes(on_postgres))
+                             load_before=os.getloadavg(), notes=notes(on_postgres, args.peers))
     work = Path(tempfile.mkdtemp(prefix="ollamastack-bench-"))
     try:
-        run(plan, results, work, on_postgres)
+        run(plan, results, work, on_postgres, args.peers)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results.load_after = os.getloadavg()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
@@ -46,14 +47,19 @@ class ServiceHandle:
 
     async def get(self) -> ChatService:
         if self._opening is None:
-            self._opening = asyncio.ensure_future(
-                self._stack.enter_async_context(open_chat_service(self.settings))
-            )
+            self._opening = asyncio.ensure_future(self._open())
         try:
             return await asyncio.shield(self._opening)
         except Exception:
             self._opening = None  # e.g. the data directory was not writable: try again later
             raise
+
+    async def _open(self) -> ChatService:
+        service = await self._stack.enter_async_context(open_chat_service(self.settings))
+        # The agent's graph, tools and clients live as long as the process: frozen with the
+        # rest of start-up (see `web.preload_core`), full collections stay short (~12 ms).
+        gc.freeze()
+        return service
 
     async def close(self) -> None:
         await self._stack.aclose()
