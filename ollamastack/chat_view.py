@@ -18,6 +18,7 @@ from gradio import ChatMessage
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 
 from ollamastack.events import (
+    INTERRUPTED_TOOL,
     Done,
     Event,
     Started,
@@ -293,6 +294,6 @@ class TurnView:
         for part in self.parts:
             if part.ended is None:  # a tool that never answered
                 part.ended, part.failed = now, True
-                part.result = "The tool did not finish: the turn was interrupted."
+                part.result = INTERRUPTED_TOOL
         self.finished = True
         self._note = note

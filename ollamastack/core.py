@@ -62,5 +62,10 @@ class ServiceHandle:
         return service
 
     async def close(self) -> None:
+        """Close what was opened; an open still in progress (a database that does not
+        answer yet) is cancelled rather than awaited, so shutdown does not wait for it."""
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
+            await asyncio.wait([self._opening])
         await self._stack.aclose()
         self._opening = None

@@ -7,6 +7,10 @@ from typing import Any
 
 from ollamastack.errors import OllamaStackError
 
+# The result a tool call gets when its turn ends before the tool answered: stored with the
+# call (the conversation stays valid) and shown in the chat as the step's result.
+INTERRUPTED_TOOL = "The tool did not finish: the turn was interrupted."
+
 
 @dataclass(frozen=True)
 class Started:

@@ -99,7 +99,7 @@ class Memory:
 @asynccontextmanager
 async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
     """Open the database named by `settings.database_url`, creating its tables if missing."""
-    if settings.database_url.startswith(("postgresql://", "postgres://")):
+    if settings.on_postgres:
         opened = _open_postgres(settings.database_url)
     else:
         opened = _open_sqlite(settings)

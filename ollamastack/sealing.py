@@ -12,10 +12,10 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.graph.state import CompiledStateGraph
 
 from ollamastack.agent import current_turn_start
+from ollamastack.events import INTERRUPTED_TOOL
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_TOOL = "The tool did not finish: the turn was interrupted."
 CUT_OFF = "the app stopped before the answer was finished"
 
 

@@ -166,6 +166,11 @@ class Settings(BaseSettings):
         return [(user.strip(), password) for user, _, password in pairs]
 
     @property
+    def on_postgres(self) -> bool:
+        """Whether conversations live in PostgreSQL rather than a SQLite file."""
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
     def sqlite_path(self) -> Path | None:
         """The SQLite file behind `database_url`, or None for another database."""
         if self.database_url.startswith("sqlite:///"):

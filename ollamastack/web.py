@@ -37,7 +37,15 @@ class WebApp:
     api: NamedApi
 
     async def health(self) -> Health:
-        return await (await self.service.get()).engines.health()
+        """Ollama's health; first, a PostgreSQL that went down since the service opened
+        raises `DatabaseUnavailable` (a SQLite file is part of this process)."""
+        core = await self.service.get()
+        settings = self.service.settings
+        if settings.on_postgres:
+            from ollamastack.memory import check_postgres
+
+            await check_postgres(settings.database_url)
+        return await core.engines.health()
 
     def app_kwargs(self) -> dict[str, Any]:
         """The health route, security headers, forgetting one-off REST sessions, loading the

@@ -34,9 +34,9 @@ from ollamastack.errors import (
     OllamaUnavailable,
     SessionNotFound,
 )
-from ollamastack.events import Done, Started, TextDelta, ToolCall, TurnError
+from ollamastack.events import INTERRUPTED_TOOL, Done, Started, TextDelta, ToolCall, TurnError
 from ollamastack.memory import open_memory
-from ollamastack.sealing import CUT_OFF, INTERRUPTED_TOOL
+from ollamastack.sealing import CUT_OFF
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
 from ollamastack.tools import build_tools
 

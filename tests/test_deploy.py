@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.client
 import json
@@ -35,7 +36,7 @@ from typing import Any
 
 import pytest
 import yaml
-from api_helpers import serve
+from api_helpers import app_settings, serve
 from deploy_helpers import (
     NGINX_CONF,
     ROOT,
@@ -50,6 +51,7 @@ from deploy_helpers import (
     stop,
 )
 
+from ollamastack.core import ServiceHandle
 from ollamastack.http import HEALTH_SECONDS
 from ollamastack.settings import Settings
 
@@ -543,6 +545,25 @@ def test_healthz_answers_in_time_when_ollama_takes_the_request_and_never_answers
                         "database or Ollama is slow or unreachable. The app keeps trying.")}
                 else:
                     assert body == b""
+
+
+async def test_shutdown_cancels_an_open_still_waiting_for_its_database(
+    ollama_server: Any, tmp_path: Path
+) -> None:
+    """`docker stop` while PostgreSQL takes the connection and never answers: the app's
+    shutdown cancels the chat service's open instead of waiting out its connect timeout."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        database = f"postgresql://app@127.0.0.1:{silent.getsockname()[1]}/chat"
+        handle = ServiceHandle(app_settings(ollama_server, tmp_path, database_url=database))
+        opening = asyncio.ensure_future(handle.get())
+        silent.setblocking(False)
+        connection, _ = await asyncio.get_running_loop().sock_accept(silent)
+        with connection:  # the open is waiting for PostgreSQL's answer
+            assert not opening.done()
+            await handle.close()
+
+        assert opening.cancelled()
+        assert handle._opening is None  # a later get() opens anew
 
 
 def test_healthz_says_why_when_the_chat_service_cannot_be_opened(

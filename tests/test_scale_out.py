@@ -225,7 +225,8 @@ def test_while_postgresql_is_down_healthz_says_so_at_once_and_the_app_serves_onc
 ) -> None:
     """A real PostgreSQL, stopped (its port chosen, nothing listening yet): the pool would wait
     30 s for a connection, /healthz answers within HEALTH_SECONDS, well inside the image's
-    HEALTHCHECK (4 s), with JSON that says why; then the database comes up."""
+    HEALTHCHECK (4 s), with JSON that says why; then the database comes up, and when it goes
+    down again /healthz says so."""
     database = PostgresServer()
     app = AppProcess(ollama_server.url, tmp_path / "app" / "data", database_url=database.url)
     started = False
@@ -249,6 +250,12 @@ def test_while_postgresql_is_down_healthz_says_so_at_once_and_the_app_serves_onc
         assert app.wait_healthy()["status"] == "ok"
         reply = Client(app.url, verbose=False).predict("Hello", api_name="/chat")
         assert answer(reply) == ("You said: Hello", True)
+
+        database.stop()  # down again, with the chat service open: /healthz sees it
+        started = False
+        health = json.loads(request(app.port, "GET", "/healthz")[2])
+        assert health["status"] == "unavailable"
+        assert health["reason"].startswith(database_down(where))
     finally:
         app.stop()
         if started:
