@@ -1,4 +1,5 @@
-"""The chat page (Gradio Blocks): layout and wiring; the handlers live in `ui_chat`/`ui_models`.
+"""The chat page (Gradio Blocks): layout and wiring; the handlers live in `ui_page`, `ui_chat`
+and `ui_models`.
 
 Every event here is private: the named API (`api.py`) owns the public endpoint names.
 """
@@ -16,6 +17,7 @@ from ollamastack.settings import Settings
 from ollamastack.ui_chat import ChatHandlers
 from ollamastack.ui_conversations import ConversationHandlers
 from ollamastack.ui_models import ModelsHandlers, build_models_tab
+from ollamastack.ui_page import PageHandlers
 
 STATUS_REFRESH_SECONDS = 30  # the status line follows Ollama (up, down, model unloaded)
 
@@ -29,6 +31,7 @@ def _browser_key(settings: Settings) -> str:
 
 def build_ui(settings: Settings, service: ServiceHandle, edge: Edge) -> None:
     """Lay out the page inside the open Blocks and wire its events."""
+    page = PageHandlers(settings, service)
     chat = ChatHandlers(settings, service, edge=edge)
     sessions = ConversationHandlers(service, answering=chat.answering, edge=edge)
     models = ModelsHandlers(service, edge=edge)
@@ -152,17 +155,17 @@ def build_ui(settings: Settings, service: ServiceHandle, edge: Edge) -> None:
     blocks = gr.context.Context.root_block
     assert blocks is not None, "build_ui runs inside an open gr.Blocks"
     blocks.load(
-        chat.load_page, [conversations, model],
+        page.load_page, [conversations, model],
         [model, status, conversations, conversation_list], api_name="ui_load", **PRIVATE,
     )
     blocks.load(models.table, None, [models_tab.table, models_tab.to_delete],
                 api_name="ui_load_models", **PRIVATE)
-    refresh_picker = (chat.refresh_models, model, [model, status])
+    refresh_picker = (page.refresh_models, model, [model, status])
     refresh.click(*refresh_picker, api_name="ui_refresh_models", **PRIVATE)
     for changed in (models_tab.pulled, models_tab.deleted):
         changed.then(*refresh_picker, api_name="ui_refresh_models", **PRIVATE)
-    model.input(chat.status, model, status, api_name="ui_status", show_progress="hidden",
+    model.input(page.status, model, status, api_name="ui_status", show_progress="hidden",
                 **PRIVATE)
     gr.Timer(STATUS_REFRESH_SECONDS).tick(
-        chat.status, model, status, api_name="ui_status", show_progress="hidden", **PRIVATE
+        page.status, model, status, api_name="ui_status", show_progress="hidden", **PRIVATE
     )

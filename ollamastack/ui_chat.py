@@ -1,4 +1,5 @@
-"""The chat tab's event handlers: a turn streamed into the chat, Stop, Retry and Undo.
+"""The chat tab's event handlers: a turn streamed into the chat, Stop, Retry and Undo (the
+page's load, model picker and status line are `ui_page.py`'s).
 
 Plain async functions of the page's values: `build_ui` wires them to the components, tests
 call them directly. The user always comes from the request (login), so the core's owner
@@ -26,7 +27,7 @@ from ollamastack.events import Started, TurnError
 from ollamastack.memory import TITLE_CHARS
 from ollamastack.settings import Settings
 from ollamastack.ui_conversations import Conversations, conversation_list, known_conversations
-from ollamastack.ui_status import model_picker, status_line, toast_errors, waiting_title, warn
+from ollamastack.ui_status import status_line, toast_errors, waiting_title, warn
 
 if TYPE_CHECKING:
     from ollamastack.chat import ChatService
@@ -78,32 +79,6 @@ class ChatHandlers:
     async def _core(self) -> ChatService:
         with toast_errors():
             return await self.service.get()
-
-    # -- page and status ----------------------------------------------------------------
-
-    async def load_page(
-        self, conversations: Conversations, model: str, request: gr.Request | None = None
-    ) -> tuple[dict, str, Conversations, dict]:
-        """Fill the model picker and status line; keep this browser's conversations that exist."""
-        core = await self._core()
-        picker, status = await self.refresh_models(model)
-        known = await known_conversations(core, user_of(request), conversations)
-        return picker, status, known, conversation_list(known)
-
-    async def refresh_models(self, model: str) -> tuple[dict, str]:
-        """The picker filled from Ollama, and the status line for the model it keeps."""
-        core = await self._core()
-        try:
-            models = await core.engines.list_models()
-        except OllamaStackError as error:
-            warn(str(error))
-            models = None
-        picker = model_picker(models, model, await core.engines.default_model())
-        return picker, await status_line(core.engines, picker["value"])
-
-    async def status(self, model: str) -> str:
-        core = await self._core()
-        return await status_line(core.engines, model or self.settings.model)
 
     # -- a turn -------------------------------------------------------------------------
 

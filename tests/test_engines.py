@@ -18,7 +18,7 @@ from ollamastack.errors import EmbeddedError, OllamaUnavailable
 from ollamastack.events import Done, Started, TextDelta
 from ollamastack.ollama_chat import OllamaChatModel
 from ollamastack.settings import Settings
-from ollamastack.ui_chat import ChatHandlers
+from ollamastack.ui_page import PageHandlers
 from ollamastack.ui_status import waiting_title
 
 pytestmark = pytest.mark.skipif(
@@ -170,7 +170,7 @@ async def test_the_page_opens_on_the_embedded_model_and_says_how_to_connect_olla
     settings = down_settings()
     handle = ServiceHandle(settings)
     try:
-        picker, status = await ChatHandlers(settings, handle).refresh_models("")
+        picker, status = await PageHandlers(settings, handle).refresh_models("")
     finally:
         await handle.close()
 

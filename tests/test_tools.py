@@ -17,13 +17,12 @@ from weather_server import FORECAST_PATH, GEOCODING_PATH, RecordedRequest, Weath
 from ollamastack.calculator import CONSTANTS, FUNCTIONS
 from ollamastack.settings import Settings
 from ollamastack.tools import (
-    CURRENT_FIELDS,
     build_tools,
     calculator,
     current_time,
-    make_weather_tool,
     text_analyzer,
 )
+from ollamastack.weather import CURRENT_FIELDS, make_weather_tool
 
 PARIS = {
     "id": 2988507,

@@ -23,6 +23,7 @@ from ollamastack.settings import Settings
 from ollamastack.ui_chat import ChatHandlers, TurnUpdate
 from ollamastack.ui_conversations import ConversationHandlers
 from ollamastack.ui_models import ModelsHandlers
+from ollamastack.ui_page import PageHandlers
 from ollamastack.ui_status import GREEN_DOT, RED_DOT
 
 SKIP = gr.skip()
@@ -101,6 +102,11 @@ async def handle(settings: Settings) -> AsyncIterator[ServiceHandle]:
     handle = ServiceHandle(settings)
     yield handle
     await handle.close()
+
+
+@pytest.fixture
+def page(settings: Settings, handle: ServiceHandle) -> PageHandlers:
+    return PageHandlers(settings, handle)
 
 
 @pytest.fixture
@@ -350,7 +356,7 @@ async def test_retry_keeps_the_turn_when_it_cannot_be_answered_now(
 
 
 async def test_conversations_are_listed_reopened_and_deleted(
-    chat: ChatHandlers, saved: ConversationHandlers, handle: ServiceHandle
+    chat: ChatHandlers, page: PageHandlers, saved: ConversationHandlers, handle: ServiceHandle
 ):
     first = await collect(send(chat, "first question"))
     second = await collect(send(chat, "second question"))
@@ -369,7 +375,7 @@ async def test_conversations_are_listed_reopened_and_deleted(
     )
     # a page load keeps the conversations the server has, and drops made-up or deleted ones
     stranger = {"id": "1b4e28ba-2fa1-41d2-883f-0016d3cca427", "title": "?"}
-    _, _, known, listing = await chat.load_page([stranger, *listed, "junk"], MODEL)
+    _, _, known, listing = await page.load_page([stranger, *listed, "junk"], MODEL)
     assert known == listed
 
     cleared, session, kept, listing = await saved.delete_conversation(a, listed)
@@ -379,7 +385,7 @@ async def test_conversations_are_listed_reopened_and_deleted(
 
 
 async def test_with_login_each_user_reaches_only_their_conversations(
-    chat: ChatHandlers, saved: ConversationHandlers, handle: ServiceHandle,
+    chat: ChatHandlers, page: PageHandlers, saved: ConversationHandlers, handle: ServiceHandle,
     ollama_server: FakeOllama,
 ):
     """Bob tries every handler that takes a session id with Alice's (the page keeps the id
@@ -410,7 +416,7 @@ async def test_with_login_each_user_reaches_only_their_conversations(
         assert (await saved.open_conversation(session, True, [], bob))[:2] == (SKIP, SKIP)
     # a browser that lists Alice's conversation shows Bob nothing of it
     assert (await chat.settle(session, False, listed, True, bob))[2] == []
-    assert (await chat.load_page(listed, MODEL, bob))[2] == []
+    assert (await page.load_page(listed, MODEL, bob))[2] == []
     assert await core.sessions("bob") == []
 
     assert await core.history(session, "alice") == kept
@@ -419,11 +425,11 @@ async def test_with_login_each_user_reaches_only_their_conversations(
 
 
 async def test_page_load_fills_the_model_picker_and_status(
-    chat: ChatHandlers, ollama_server: FakeOllama
+    page: PageHandlers, ollama_server: FakeOllama
 ):
     ollama_server.add_model("gemma3", capabilities=("completion",))
     ollama_server.add_model("qwen3", capabilities=("completion", "tools", "thinking"))
-    picker, status, known, listing = await chat.load_page([], None)
+    picker, status, known, listing = await page.load_page([], None)
     assert picker == gr.update(
         choices=[("qwen3:latest (thinking)", "qwen3:latest"),
                  ("gemma3:latest (no tools)", "gemma3:latest"),
@@ -435,7 +441,7 @@ async def test_page_load_fills_the_model_picker_and_status(
 
     ollama_server.stop()
     with pytest.warns(UserWarning, match="not reachable"):
-        picker, status = await chat.refresh_models("qwen3:latest")
+        picker, status = await page.refresh_models("qwen3:latest")
     assert picker == gr.update(choices=[("qwen3:latest", "qwen3:latest")], value="qwen3:latest")
     assert status.startswith(f"{RED_DOT} Ollama is not reachable at {ollama_server.url}.")
 

@@ -1,0 +1,54 @@
+"""The page's own handlers: on load, the model picker, the status line and the conversations
+this browser remembers; the picker refreshed from Ollama; the status line for a chosen model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import gradio as gr
+
+from ollamastack.core import ServiceHandle
+from ollamastack.edge import user_of
+from ollamastack.errors import OllamaStackError
+from ollamastack.settings import Settings
+from ollamastack.ui_conversations import Conversations, conversation_list, known_conversations
+from ollamastack.ui_status import model_picker, status_line, toast_errors, warn
+
+if TYPE_CHECKING:
+    from ollamastack.chat import ChatService
+
+
+class PageHandlers:
+    """What the page shows around the chat, over one chat service."""
+
+    def __init__(self, settings: Settings, service: ServiceHandle) -> None:
+        self.settings = settings
+        self.service = service
+
+    async def _core(self) -> ChatService:
+        with toast_errors():
+            return await self.service.get()
+
+    async def load_page(
+        self, conversations: Conversations, model: str, request: gr.Request | None = None
+    ) -> tuple[dict, str, Conversations, dict]:
+        """Fill the model picker and status line; keep this browser's conversations that exist."""
+        core = await self._core()
+        picker, status = await self.refresh_models(model)
+        known = await known_conversations(core, user_of(request), conversations)
+        return picker, status, known, conversation_list(known)
+
+    async def refresh_models(self, model: str) -> tuple[dict, str]:
+        """The picker filled from Ollama, and the status line for the model it keeps."""
+        core = await self._core()
+        try:
+            models = await core.engines.list_models()
+        except OllamaStackError as error:
+            warn(str(error))
+            models = None
+        picker = model_picker(models, model, await core.engines.default_model())
+        return picker, await status_line(core.engines, picker["value"])
+
+    async def status(self, model: str) -> str:
+        core = await self._core()
+        return await status_line(core.engines, model or self.settings.model)
