@@ -48,6 +48,7 @@ class OllamaView:
         yield cls(server)
         assert server.pending_replies == [], "a test left scripted replies unused"
         server.token_rate = None
+        server.together = 1
         if server._thread is None:  # a test stopped it and failed before restarting
             server.start()
         for model in server.models:

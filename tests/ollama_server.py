@@ -15,7 +15,8 @@ every request it received::
 
 Scripting the next ``/api/chat`` replies (each helper returns the queued
 ``Reply``; extra keyword arguments go to ``Reply``: ``model=`` reserves the
-reply for chats with that model, ``first_byte_delay=``, ``done_reason=``):
+reply for chats with that model, ``first_byte_delay=``, ``done_reason=``,
+``together=``):
 
 - ``enqueue_text(text)``: content streamed in word chunks (``"Hello"``,
   ``" there!"``) that concatenate to ``text`` exactly.
@@ -30,7 +31,9 @@ reply for chats with that model, ``first_byte_delay=``, ``done_reason=``):
 - ``enqueue(Reply(...))`` for any mix of the above.
 
 With the queue empty a chat answers ``"You said: <last user message>"``.
-``first_byte_delay`` delays the response headers; ``token_rate`` paces chunks
+``first_byte_delay`` delays the response headers; ``together = N`` holds each
+chat until N chats wait at once (proof they were in flight together, whatever
+delayed their clients); ``token_rate`` paces chunks
 (tokens/s, ``None`` = no pacing). Reported metrics are nominal and exact, so
 tests can assert them: ``eval_count`` = chunks streamed, ``eval_duration`` =
 ``eval_count / (token_rate or 100)`` s, ``prompt_eval_count`` = words in the
@@ -52,6 +55,7 @@ JSON body, and ``disconnected`` once a client hung up mid-stream);
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -104,6 +108,7 @@ class Reply:
     after_chunks: int = 0
     first_byte_delay: float | None = None  # None: the server's setting
     model: str | None = None  # only for chats with this model
+    together: int | None = None  # None: the server's setting
 
     def messages(self, think: bool) -> list[dict[str, Any]]:
         """The streamed ``message`` objects, one per token."""
@@ -167,17 +172,22 @@ class FakeModel:
         }
 
 
+TOGETHER_TIMEOUT = 10.0  # how long a `together` reply waits for the others
+
+
 class FakeOllama:
     def __init__(self, *, version: str = "0.12.6") -> None:
         self.version = version
         self.token_rate: float | None = None
         self.first_byte_delay = 0.0
+        self.together = 1  # answer once this many chats wait at once (TOGETHER_TIMEOUT)
         self.pull_delay = 0.0
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
         self._replies: list[Reply] = []
         self._models: dict[str, FakeModel] = {}
+        self._together: list[Any] | None = None  # [replies waiting, event set when complete]
         self._loaded: dict[str, tuple[datetime, int]] = {}  # expires_at, num_ctx
         self._pull_specs: dict[str, dict[str, Any]] = {}
         self._unpullable: set[str] = set()
@@ -494,6 +504,9 @@ class FakeOllama:
         if reply.first_byte_delay is not None:
             delay = reply.first_byte_delay
         await asyncio.sleep(delay)
+        together = self.together if reply.together is None else reply.together
+        if together > 1:
+            await self._gather(together)
         if reply.status != 200:
             return _error(reply.status, reply.error)
         self.load_model(model.name, context_length=num_ctx, keep_alive=keep_alive)
@@ -537,6 +550,18 @@ class FakeOllama:
                 record.disconnected = True
                 self._changed.notify_all()
             raise
+
+    async def _gather(self, count: int) -> None:
+        """Wait until `count` replies wait here at once: proof that their requests were in
+        flight together, whatever delayed the clients that sent them."""
+        if self._together is None or self._together[1].is_set():
+            self._together = [0, asyncio.Event()]  # a new group
+        group = self._together
+        group[0] += 1
+        if group[0] >= count:
+            group[1].set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(group[1].wait(), TOGETHER_TIMEOUT)
 
     def _take_reply(self, model: str) -> Reply | None:
         with self._lock:

@@ -536,6 +536,7 @@ def test_delete_model_removes_it_from_ollama(client: Client, ollama: OllamaView)
 def test_two_sessions_stream_at_the_same_time(client: Client, ollama: OllamaView) -> None:
     ollama.server.token_rate = 20  # 6 tokens: about 0.3 s per answer
     messages = ["one two three four", "five six seven eight"]
+    ollama.server.together = 2  # both answered once both requests reached Ollama
     arrivals: dict[str, list[tuple[float, dict]]] = {m: [] for m in messages}
 
     def stream(message: str) -> None:

@@ -388,6 +388,21 @@ def test_first_byte_delay(ollama_server, client):
     assert time.perf_counter() - started >= 0.3
 
 
+async def test_together_holds_each_chat_until_enough_chats_wait(ollama_server):
+    ollama_server.together = 2
+    client = ollama.AsyncClient(host=ollama_server.url)
+    chats = [client.chat("llama3.2", [{"role": "user", "content": w}]) for w in ("one", "two")]
+    first = asyncio.ensure_future(chats[0])
+    await asyncio.to_thread(ollama_server.wait_until, lambda: len(ollama_server.requests) == 1)
+    done, _ = await asyncio.wait([first], timeout=0.3)
+    assert done == set()  # held: no other chat waits yet
+
+    second = await chats[1]
+    assert (second.message.content, (await first).message.content) == (
+        "You said: two", "You said: one"
+    )
+
+
 async def test_concurrent_streams_interleave(ollama_server):
     ollama_server.token_rate = 100
     ollama_server.add_model("qwen3")
