@@ -1,10 +1,14 @@
-"""The LangChain chat model for Ollama: langchain-ollama's, with tool-call arguments read safely.
+"""The LangChain chat model for Ollama: langchain-ollama's, with tool-call arguments read safely
+and tool results named.
 
 langchain-ollama 1.1 re-reads every string argument of a tool call with `ast.literal_eval`,
 which raises RecursionError on a long sum (a model asking the calculator for 10,000
 characters of `1+1+…`), failing the turn before the tool can refuse the input. Here each
 streamed part's tool calls are taken off before langchain-ollama sees them, read with the
 same rules under a guard, and put back on the chunk made from that part.
+
+It also sends tool results without Ollama's `tool_name`, which a model's chat template uses to
+tell which tool answered; here each result carries the name of its tool.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 from uuid import uuid4
 
 from langchain_core.exceptions import OutputParserException
-from langchain_core.messages import AIMessageChunk, BaseMessage, ToolCall
+from langchain_core.messages import AIMessageChunk, BaseMessage, ToolCall, ToolMessage
 from langchain_core.messages.tool import tool_call
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_ollama import ChatOllama
@@ -90,7 +94,14 @@ def take_tool_calls(part: Any) -> list[ToolCall]:
 
 
 class OllamaChatModel(ChatOllama):
-    """ChatOllama whose tool-call arguments cannot crash a turn."""
+    """ChatOllama whose tool-call arguments cannot crash a turn, naming each tool result."""
+
+    def _convert_messages_to_ollama_messages(self, messages: list[BaseMessage]) -> Any:
+        converted = super()._convert_messages_to_ollama_messages(messages)
+        for message, sent in zip(messages, converted, strict=True):
+            if isinstance(message, ToolMessage) and message.name:
+                sent["tool_name"] = message.name
+        return converted
 
     async def _acreate_chat_stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any

@@ -84,5 +84,6 @@ def assistant_calls(*calls: tuple[str, dict]) -> dict:
     }
 
 
-def tool_message(content: str) -> dict:
-    return {"role": "tool", "content": content}
+def tool_message(content: str, name: str = "calculator") -> dict:
+    """A tool's result as the chat model sends it to Ollama, named (`tool_name`)."""
+    return {"role": "tool", "content": content, "tool_name": name}

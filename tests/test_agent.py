@@ -423,7 +423,7 @@ async def test_a_raising_tool_becomes_an_error_result(ollama_server: FakeOllama)
     ]
     assert ollama_server.chat_requests[1]["messages"][-2:] == [
         assistant_calls(("explode", {"reason": "testing"})),
-        tool_message(error),
+        tool_message(error, "explode"),
     ]
 
 
@@ -452,6 +452,6 @@ async def test_weather_offline_reaches_the_model_as_text(ollama_server: FakeOlla
     assert isinstance(events[-1], Done)
     assert ollama_server.chat_requests[1]["messages"][-2:] == [
         assistant_calls(("weather", {"location": "Paris"})),
-        tool_message(error),
+        tool_message(error, "weather"),
     ]
 

@@ -203,7 +203,9 @@ def test_chat_shows_each_tool_call_with_its_arguments_and_result(
         ),
     ]
     # the model read the tool's result
-    assert ollama.chat_requests[1]["messages"][-1] == {"role": "tool", "content": "42"}
+    assert ollama.chat_requests[1]["messages"][-1] == {
+        "role": "tool", "content": "42", "tool_name": "calculator"
+    }
     assert client.predict(session, api_name="/history") == [
         {"role": "user", "content": "What is 6 times 7?"},
         {"role": "assistant", "content": "", "tool_calls": [call]},
@@ -373,7 +375,7 @@ def test_history_and_sessions_survive_a_restart_on_the_same_data_directory(
                 {"function": {"name": "calculator", "arguments": {"expression": "2 + 2"}}}
             ],
         },
-        {"role": "tool", "content": "4"},
+        {"role": "tool", "content": "4", "tool_name": "calculator"},
         {"role": "assistant", "content": "It is 4."},
         {"role": "user", "content": "And times 3?"},
     ]

@@ -430,7 +430,7 @@ async def test_stopping_during_a_tool_closes_the_tool_call(
     assert ollama_server.chat_requests[-1]["messages"][1:] == [
         user("Wait"),
         assistant_calls(("wait_forever", {"topic": "x"})),
-        tool_message(INTERRUPTED_TOOL),
+        tool_message(INTERRUPTED_TOOL, "wait_forever"),
         {"role": "assistant"},  # the empty interrupted answer
         user("Never mind"),
     ]

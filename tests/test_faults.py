@@ -110,7 +110,7 @@ def expected_request(fault: Fault) -> list[dict[str, Any]]:
         {"role": "assistant", "tool_calls": [
             {"function": {"name": "calculator", "arguments": {"expression": "6*7"}}}
         ]},
-        {"role": "tool", "content": "42"},
+        {"role": "tool", "content": "42", "tool_name": "calculator"},
     ]  # fmt: skip
     return [
         {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
@@ -288,7 +288,7 @@ def test_a_failing_tool_through_the_api_becomes_its_answer_and_the_turn_complete
         "The weather service is not answering.", [call], True
     )
     assert ollama_server.chat_requests[-1]["messages"][-1] == {
-        "role": "tool", "content": fault.result
+        "role": "tool", "content": fault.result, "tool_name": "weather"
     }
 
 

@@ -289,7 +289,7 @@ async def test_a_tool_result_is_kept_when_the_instance_stops_before_the_answer(
     assert answer["messages"][1:] == [
         user("Unplug your GPU"),
         assistant_calls(("unplug", {"gpu": mine.url})),
-        tool_message("unplugged"),
+        tool_message("unplugged", "unplug"),
     ]
 
 
