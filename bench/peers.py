@@ -61,9 +61,8 @@ class OpenWebUISide:
         signed = await self._http.post(
             "/api/v1/auths/signin", json={"email": "admin@localhost", "password": "admin"}
         )
-        signed.raise_for_status()
-        self._http.headers["Authorization"] = f"Bearer {signed.json()['token']}"
-        self._token = signed.json()["token"]
+        self._token = signed.raise_for_status().json()["token"]
+        self._http.headers["Authorization"] = f"Bearer {self._token}"
 
     async def turn(self, session: Session, message: str) -> Timed:
         if not self._token:

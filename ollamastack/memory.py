@@ -102,18 +102,12 @@ async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
     if settings.on_postgres:
         opened = _open_postgres(settings.database_url)
     else:
-        opened = _open_sqlite(settings)
+        from ollamastack.sqlite_memory import open_sqlite
+
+        assert settings.sqlite_path is not None
+        opened = open_sqlite(settings.sqlite_path)
     async with opened as (checkpointer, store):
         yield Memory(checkpointer, SessionIndex(store))
-
-
-@asynccontextmanager
-async def _open_sqlite(settings: Settings) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
-    from ollamastack.sqlite_memory import open_sqlite
-
-    assert settings.sqlite_path is not None
-    async with open_sqlite(settings.sqlite_path) as opened:
-        yield opened
 
 
 async def check_postgres(url: str) -> None:
