@@ -27,7 +27,7 @@ from ollamastack.events import Started, TurnError
 from ollamastack.memory import TITLE_CHARS
 from ollamastack.settings import Settings
 from ollamastack.ui_conversations import Conversations, conversation_list, known_conversations
-from ollamastack.ui_status import status_line, toast_errors, waiting_title, warn
+from ollamastack.ui_status import open_service, status_line, toast_errors, waiting_title, warn
 
 if TYPE_CHECKING:
     from ollamastack.chat import ChatService
@@ -75,10 +75,6 @@ class ChatHandlers:
     def answering(self) -> KeysView[str]:
         """The sessions answering now (a live view, for the other handlers to check)."""
         return self._turns.keys()
-
-    async def _core(self) -> ChatService:
-        with toast_errors():
-            return await self.service.get()
 
     # -- a turn -------------------------------------------------------------------------
 
@@ -132,7 +128,7 @@ class ChatHandlers:
             if not self._counted(entry, caller):  # before the undo: the turn stays
                 yield TurnUpdate()
                 return
-            core = await self._core()
+            core = await open_service(self.service)
             try:  # what the turn checks first: if it would fail, keep the turn there is
                 await core.engines.capabilities(model)
             except OllamaStackError as error:
@@ -160,7 +156,7 @@ class ChatHandlers:
         """Forget the last turn; its message goes back into the box to edit: (chat, box)."""
         caller = caller_of(request)
         with self.edge.record("ui_undo", caller, session_id=session_id):
-            core = await self._core()
+            core = await open_service(self.service)
             text = await self._undo(core, session_id, caller.user)
             if not text:
                 return SKIP, SKIP
@@ -183,7 +179,7 @@ class ChatHandlers:
         where the partial answer is stored, marked as stopped.
         """
         user = user_of(request)
-        core = await self._core()
+        core = await open_service(self.service)
         chat: Any = SKIP
         if session_id and streaming:
             if (running := self._turns.get(session_id)) is not None:
@@ -211,7 +207,7 @@ class ChatHandlers:
         user: str,
         entry: Entry,
     ) -> AsyncIterator[TurnUpdate]:
-        core = await self._core()
+        core = await open_service(self.service)
         if session_id in self._turns:
             entry.outcome, entry.error = "refused", BUSY
             warn(BUSY)

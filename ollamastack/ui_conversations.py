@@ -20,7 +20,7 @@ from ollamastack.chat_view import history_view
 from ollamastack.core import ServiceHandle
 from ollamastack.edge import Caller, Edge, caller_of, user_of
 from ollamastack.errors import OllamaStackError
-from ollamastack.ui_status import toast_errors, warn
+from ollamastack.ui_status import open_service, toast_errors, warn
 
 if TYPE_CHECKING:
     from ollamastack.chat import ChatService
@@ -61,10 +61,6 @@ class ConversationHandlers:
         self.edge = edge or Edge(service.settings)
         self._exports: Path | None = None
 
-    async def _core(self) -> ChatService:
-        with toast_errors():
-            return await self.service.get()
-
     def new_chat(self) -> tuple[list, str, dict, str]:
         """An empty chat; the next message starts a new conversation: (chat, session, list, box)."""
         return [], "", gr.update(value=None), ""
@@ -78,7 +74,7 @@ class ConversationHandlers:
     ) -> tuple[Any, Any, Conversations, dict]:
         """Reload a conversation from the server's memory: (chat, session, conversations, list)."""
         caller = caller_of(request)
-        core = await self._core()
+        core = await open_service(self.service)
         if not session_id:
             return SKIP, SKIP, conversations, SKIP
         with self.edge.record("ui_open", caller, session_id=str(session_id)) as entry:
@@ -97,7 +93,7 @@ class ConversationHandlers:
         """The open conversation drawn again from memory (the thinking toggle changed)."""
         if not session_id or session_id in self.answering:
             return SKIP
-        core = await self._core()
+        core = await open_service(self.service)
         with toast_errors():
             messages = await core.history(session_id, user_of(request))
         return history_view(messages, show_thinking=show_thinking)
@@ -108,7 +104,7 @@ class ConversationHandlers:
         """Delete the open conversation here and in memory: (chat, session, conversations, list)."""
         caller = caller_of(request)
         user = caller.user
-        core = await self._core()
+        core = await open_service(self.service)
         if not session_id:
             warn("Open a conversation to delete it.")
             return SKIP, "", conversations, SKIP
@@ -141,7 +137,7 @@ class ConversationHandlers:
             return await self._write_export(session_id, kind, caller.user)
 
     async def _write_export(self, session_id: str, kind: str, user: str) -> dict:
-        core = await self._core()
+        core = await open_service(self.service)
         with toast_errors():
             messages = await core.history(session_id, user)
             title = next((s.title for s in await core.sessions(user) if s.id == session_id), "")

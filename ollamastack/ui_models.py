@@ -17,7 +17,7 @@ from ollamastack.edge import Edge, caller_of, models_refusal
 from ollamastack.embedded_engine import is_embedded
 from ollamastack.errors import OllamaStackError
 from ollamastack.ollama_client import ModelInfo, PullProgress
-from ollamastack.ui_status import toast_errors, warn
+from ollamastack.ui_status import open_service, warn
 
 HEADERS = ["Model", "Size", "Parameters", "Quantization", "Capabilities", "In memory"]
 PROGRESS_INTERVAL = 0.1  # pull progress is redrawn at most ten times a second
@@ -115,8 +115,7 @@ class ModelsHandlers:
 
     async def table(self) -> tuple[list[list[str]], dict]:
         """(rows of the models table, choices of the delete picker)."""
-        with toast_errors():
-            core = await self.service.get()
+        core = await open_service(self.service)
         try:
             models = await core.engines.list_models()
             running = {m.name for m in await core.engines.running_models()}
@@ -140,8 +139,7 @@ class ModelsHandlers:
                 warn(str(error))
                 yield note(str(error)), SKIP, SKIP
                 return
-            with toast_errors():
-                core = await self.service.get()
+            core = await open_service(self.service)
             tracker = PullTracker(status="starting")
             yield tracker.html(name), SKIP, SKIP
             last = self.clock()
@@ -188,8 +186,7 @@ class ModelsHandlers:
             try:
                 self.edge.check_models(caller)
                 name = validation.model_name(name)
-                with toast_errors():
-                    core = await self.service.get()
+                core = await open_service(self.service)
                 await core.engines.delete(name)
             except OllamaStackError as error:
                 entry.fail(error)

@@ -3,8 +3,6 @@ this browser remembers; the picker refreshed from Ollama; the status line for a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import gradio as gr
 
 from ollamastack.core import ServiceHandle
@@ -12,10 +10,7 @@ from ollamastack.edge import user_of
 from ollamastack.errors import OllamaStackError
 from ollamastack.settings import Settings
 from ollamastack.ui_conversations import Conversations, conversation_list, known_conversations
-from ollamastack.ui_status import model_picker, status_line, toast_errors, warn
-
-if TYPE_CHECKING:
-    from ollamastack.chat import ChatService
+from ollamastack.ui_status import model_picker, open_service, status_line, warn
 
 
 class PageHandlers:
@@ -25,22 +20,18 @@ class PageHandlers:
         self.settings = settings
         self.service = service
 
-    async def _core(self) -> ChatService:
-        with toast_errors():
-            return await self.service.get()
-
     async def load_page(
         self, conversations: Conversations, model: str, request: gr.Request | None = None
     ) -> tuple[dict, str, Conversations, dict]:
         """Fill the model picker and status line; keep this browser's conversations that exist."""
-        core = await self._core()
+        core = await open_service(self.service)
         picker, status = await self.refresh_models(model)
         known = await known_conversations(core, user_of(request), conversations)
         return picker, status, known, conversation_list(known)
 
     async def refresh_models(self, model: str) -> tuple[dict, str]:
         """The picker filled from Ollama, and the status line for the model it keeps."""
-        core = await self._core()
+        core = await open_service(self.service)
         try:
             models = await core.engines.list_models()
         except OllamaStackError as error:
@@ -50,5 +41,5 @@ class PageHandlers:
         return picker, await status_line(core.engines, picker["value"])
 
     async def status(self, model: str) -> str:
-        core = await self._core()
+        core = await open_service(self.service)
         return await status_line(core.engines, model or self.settings.model)

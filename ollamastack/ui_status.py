@@ -15,6 +15,8 @@ from ollamastack.errors import OllamaStackError
 from ollamastack.ollama_client import ModelInfo
 
 if TYPE_CHECKING:
+    from ollamastack.chat import ChatService
+    from ollamastack.core import ServiceHandle
     from ollamastack.engines import Engines
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,12 @@ def toast_errors() -> Iterator[None]:
         raise gr.Error(
             f"Something went wrong on the server ({type(error).__name__}); see its log."
         ) from None
+
+
+async def open_service(service: ServiceHandle) -> ChatService:
+    """The chat service for a page handler; when it cannot be opened, a red toast says why."""
+    with toast_errors():
+        return await service.get()
 
 
 def full_name(model: str) -> str:
