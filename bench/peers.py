@@ -43,7 +43,7 @@ def start_open_webui(ollama_url: str, work_dir: Path) -> servers.Served:
     env.pop("VIRTUAL_ENV", None)
     env["PATH"] = f"{PEERS_VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     command = [str(OPEN_WEBUI), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    return servers._start("Open WebUI", command, env, work_dir, port)
+    return servers.start_served("Open WebUI", command, env, work_dir, port)
 
 
 class OpenWebUISide:

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench import diagnose, load, servers, storage
 from bench.fake_ollama import RemoteOllama
-from bench.peers import OpenWebUISide
+from bench.peers import OpenWebUISide, start_open_webui
 from bench.profile import summarise
 from bench.sides import AgentSide, DirectSide, GradioClientSide, SseSide, app_call, relay_call
 
@@ -70,6 +70,9 @@ class Bench:
 
     def relay(self) -> servers.Served:
         return self._started(servers.start_relay(self.fake.url, self.work / "relay"))
+
+    def open_webui(self) -> servers.Served:
+        return self._started(start_open_webui(self.fake.url, self.work / "open-webui"))
 
     def _started(self, served: servers.Served, cold: bool = True) -> servers.Served:
         self.served.append(served)

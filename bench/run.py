@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from bench import peers, phases, plot, report, servers, storage, targets
+from bench import phases, plot, report, servers, storage, targets
 from bench.fake_ollama import RemoteOllama
 from bench.load import MAX_SESSIONS, model_of
 from bench.phases import FULL, QUICK, Bench, Plan, progress
@@ -46,7 +46,7 @@ def run(plan: Plan, results: report.Results, work: Path, on_postgres: bool,
         peer = None
         if with_peers:
             progress("starting Open WebUI")
-            peer = bench._started(peers.start_open_webui(bench.fake.url, work / "open-webui"))
+            peer = bench.open_webui()
         progress(f"memory: {plan.memory_sessions} sessions")
         results.memory = phases.memory(bench, plan, app, relay, work / "app")
         results.levels = asyncio.run(phases.sweep(bench, plan, relay, app, peer))

@@ -98,8 +98,10 @@ def _child_pid(parent: int) -> int:
     raise RuntimeError("the profiled process did not start")
 
 
-def _start(name: str, command: list[str], env: dict[str, str], cwd: Path, port: int,
-           profile: Path | None = None) -> Served:
+def start_served(name: str, command: list[str], env: dict[str, str], cwd: Path, port: int,
+                 profile: Path | None = None) -> Served:
+    """Start `command` (under py-spy with `profile`), logging to `cwd`, and time it until its
+    page answers on `port`."""
     log = cwd / f"{name.lower()}.log"
     if profile is not None:
         command = [py_spy() or "py-spy", "record", "--nonblocking", "--rate", "200",
@@ -126,7 +128,7 @@ def start_app(ollama_url: str, data_dir: Path, profile: Path | None = None,
         GRADIO_SERVER_PORT=str(port),
         **({"OLLAMASTACK_DATABASE_URL": database_url} if database_url else {}),
     )
-    return _start("App", [sys.executable, str(ROOT / "app.py")], env, data_dir, port, profile)
+    return start_served("App", [sys.executable, str(ROOT / "app.py")], env, data_dir, port, profile)
 
 
 def start_relay(ollama_url: str, work_dir: Path) -> Served:
@@ -134,7 +136,7 @@ def start_relay(ollama_url: str, work_dir: Path) -> Served:
     port = free_port()
     command = [sys.executable, str(ROOT / "bench" / "relay.py"), "--ollama", ollama_url,
                "--port", str(port)]
-    return _start("Relay", command, quiet_env(), work_dir, port)
+    return start_served("Relay", command, quiet_env(), work_dir, port)
 
 
 def import_seconds(module: str) -> float:
