@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    from ollamastack.web import build_app, launch
+    from ollamastack.web.app import build_app, launch
 
     launch(build_app(settings), settings)
     return 0

@@ -32,15 +32,15 @@ def session_state_cost(settings: Any) -> dict[str, Any]:
     import gradio as gr
     from gradio.state_holder import SessionState
 
-    from ollamastack import gradio_costs
-    from ollamastack.web import build_app
+    from ollamastack.web import gradio_patches
+    from ollamastack.web.app import build_app
 
     async def relay(message: str, model: str) -> Any:
         yield message
 
     def eager(blocks: Any) -> Any:
         state = SessionState.__new__(SessionState)
-        gradio_costs._gradio_init(state, blocks)
+        gradio_patches._gradio_init(state, blocks)
         return state
 
     with gr.Blocks() as bare:
@@ -125,9 +125,9 @@ def ttft_breakdown(settings: Any, fake: RemoteOllama, turns: int = 6) -> list[tu
     import gradio.blocks
     import gradio.queueing
 
-    from ollamastack.chat import ChatService
+    from ollamastack.agent.service import ChatService
     from ollamastack.events import Started, TextDelta
-    from ollamastack.web import build_app, launch
+    from ollamastack.web.app import build_app, launch
 
     marks: dict[str, float] = {}
 

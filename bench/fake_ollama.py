@@ -1,4 +1,5 @@
-"""The test suite's Ollama-protocol server (`tests/ollama_server.py`) in a process of its own.
+"""The test suite's Ollama-protocol server (`tests/support/ollama_server.py`) in its own
+process.
 
 The model is a constant of the benchmark: every side talks to the same server, which paces
 its chunks at `token_rate` tokens/s, in its own process so its CPU is not charged to the side
@@ -69,8 +70,7 @@ class RemoteOllama:
 
 def _serve() -> None:
     """The child: run the server, answer commands from stdin until it closes."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from ollama_server import FakeOllama
+    from tests.support.ollama_server import FakeOllama
 
     server = FakeOllama().start()
     print(json.dumps({"url": server.url}), flush=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 LAYERS = [  # (layer, path fragments), first match wins
     ("SQLite", ("/aiosqlite/", "/sqlite3/", "/langgraph/checkpoint/sqlite/",
-                "/langgraph/store/sqlite/", "/ollamastack/sqlite_memory.py")),
+                "/langgraph/store/sqlite/", "/ollamastack/storage/sqlite.py")),
     ("ollamastack", ("/ollamastack/",)),
     ("LangGraph", ("/langgraph/",)),
     ("LangChain", ("/langchain_core/", "/langchain/", "/langchain_ollama/", "/langsmith/")),

@@ -145,7 +145,7 @@ def markdown(results: Results, targets: list[Target], plot: Path | None) -> str:
         "**Direct** = the official `ollama` async client; **Agent** = `ChatService.stream_turn` "
         "in-process, storing as the app does; **Relay** = `bench/relay.py`; "
         "**App** = `python app.py`, `/chat`. The relay sends one update per token; the app's "
-        "`/chat` sends frames (`ollamastack/coalesce.py`): the first token and each tool step "
+        "`/chat` sends frames (`ollamastack/web/coalesce.py`): the first token and each tool step "
         "at once, then at most one update per 50 ms with all the text that came meanwhile, a "
         "held frame going out on time even when the stream pauses. "
         "`httpx` reads Gradio's REST route `/gradio_api/call/<name>` (SSE); `gradio_client` "
@@ -198,12 +198,12 @@ def markdown(results: Results, targets: list[Target], plot: Path | None) -> str:
             "every browser tab or `gradio_client.Client`) builds a `SessionState`. Gradio's own "
             f"renders the config of every block: {eager['ms']:.1f} ms and {eager['kib']:.0f} KiB "
             f"for the app's {app['blocks']:.0f} blocks (page and API in one Blocks). The app's "
-            "renders a block's config when first used (`ollamastack/gradio_costs.py`): "
+            "renders a block's config when first used (`ollamastack/web/gradio_patches.py`): "
             f"{app['ms']:.3f} ms and {app['kib']:.0f} KiB; the relay's {relay['blocks']:.0f} "
             f"blocks: {relay['ms']:.3f} ms and {relay['kib']:.0f} KiB. Gradio keeps up to "
             "10,000 of them (`state_session_capacity`); the app forgets the one Gradio made up "
             "for a REST call without a session hash once its result has been read "
-            "(`ollamastack/rest_sessions.py`).", ""]
+            "(`ollamastack/web/gradio_patches.py`).", ""]
     if results.memory:
         m = results.memory
         lines += [

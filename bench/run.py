@@ -100,9 +100,9 @@ def notes(on_postgres: bool, with_peers: bool = False) -> list[str]:
         "stalled event loop twice in four seconds (now frozen after start-up, `gc.freeze()`: "
         "10 to 30 ms); aiosqlite hopping between its thread and the busy event loop for every "
         "statement under a lock, so a turn's first checkpoint read queued about 50 ms (now one "
-        "hop per operation, `ollamastack/sqlite_memory.py`); and Gradio rendering all 67 "
+        "hop per operation, `ollamastack/storage/sqlite.py`); and Gradio rendering all 67 "
         "blocks' configs for each REST call's session and recomputing its unused monitoring "
-        "summary with pandas after every event (`ollamastack/gradio_costs.py`).",
+        "summary with pandas after every event (`ollamastack/web/gradio_patches.py`).",
         "One app process runs the agent, Gradio and HTTP on one event loop, so it uses at most "
         "one core (Python's GIL): the CPU line under each table says how close a level comes. "
         "More cores serve more sessions with several app processes behind a proxy (`deploy/`).",

@@ -92,7 +92,7 @@ class AgentSide:
         self.service: Any = None
 
     async def open(self) -> AgentSide:
-        from ollamastack.core import open_chat_service
+        from ollamastack.agent.service_handle import open_chat_service
 
         self.service = await self._stack.enter_async_context(open_chat_service(self.settings))
         return self

@@ -90,9 +90,8 @@ async def measure(settings: Any, database: str, fake: RemoteOllama, turns: int) 
 
 def postgres_server() -> Any | None:
     """The test suite's throwaway PostgreSQL, or None when it cannot start here."""
-    sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from postgres_server import PostgresServer
+        from tests.support.postgres_server import PostgresServer
 
         return PostgresServer().start()
     except Exception as error:

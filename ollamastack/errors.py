@@ -97,3 +97,14 @@ class SessionNotFound(OllamaStackError):
 
 class EmbeddedError(OllamaStackError):
     """The embedded model is missing, failed to load, or refused a request."""
+
+
+class EngineMismatch(OllamaStackError):
+    """An installed library is not the version whose private parts the app relies on."""
+
+
+class SessionBusy(OllamaStackError):
+    """The conversation is still answering an earlier message."""
+
+    def __init__(self) -> None:
+        super().__init__("This conversation is still answering: wait for it, or press Stop.")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import math
+import urllib.parse
 from pathlib import Path
 from typing import Annotated
 
@@ -42,10 +45,37 @@ def normalize_ollama_host(value: str) -> str:
     >>> normalize_ollama_host("http://box:11434/proxy/")
     'http://box:11434/proxy'
     """
-    from ollama._client import _parse_host  # the client's own parser is the reference
-
-    url = _parse_host(value.strip() or None).rstrip("/")
+    url = parse_host(value.strip()).rstrip("/")
     return url.replace("://0.0.0.0:", "://127.0.0.1:")
+
+
+def parse_host(host: str) -> str:
+    """`scheme://host:port[/path]` from what `OLLAMA_HOST` may hold, by the rules of the
+    `ollama` client's own parser: no scheme means http on 11434; http and https without a
+    port mean 80 and 443; no host means 127.0.0.1; IPv6 keeps its brackets.
+
+    >>> parse_host(""), parse_host("box"), parse_host("http://box"), parse_host("https://box")
+    ('http://127.0.0.1:11434', 'http://box:11434', 'http://box:80', 'https://box:443')
+    >>> parse_host("http://[::1]:8080/api/"), parse_host("example.com:56789/path")
+    ('http://[::1]:8080/api', 'http://example.com:56789/path')
+    """
+    scheme, _, hostport = host.partition("://")
+    port = 11434
+    if not hostport:
+        scheme, hostport = "http", host
+    elif scheme == "http":
+        port = 80
+    elif scheme == "https":
+        port = 443
+    split = urllib.parse.urlsplit(f"{scheme}://{hostport}")
+    name = split.hostname or "127.0.0.1"
+    port = split.port or port  # ValueError for a port that is not a number
+    with contextlib.suppress(ValueError):
+        if isinstance(ipaddress.ip_address(name), ipaddress.IPv6Address):
+            name = f"[{name}]"
+    if path := split.path.strip("/"):
+        return f"{scheme}://{name}:{port}/{path}"
+    return f"{scheme}://{name}:{port}"
 
 
 def split_ollama_hosts(value: str) -> list[str]:

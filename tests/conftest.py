@@ -3,10 +3,11 @@
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import OllamaView, Served
 from gradio_client import Client
-from ollama_server import FakeOllama
-from postgres_server import PostgresServer, postgres_bin
+
+from tests.support.api_helpers import OllamaView, Served
+from tests.support.ollama_server import FakeOllama
+from tests.support.postgres_server import PostgresServer, postgres_bin
 
 
 @pytest.fixture

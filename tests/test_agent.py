@@ -6,7 +6,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from chat_helpers import (
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+
+from ollamastack.agent.graph import (
+    TOOL_BUDGET_SPENT,
+    build_agent,
+    current_turn_start,
+    history_window,
+    tool_rounds,
+)
+from ollamastack.agent.service import ChatService
+from ollamastack.agent.service_handle import open_chat_service
+from ollamastack.agent.tools import build_tools
+from ollamastack.engines.factory import open_engines
+from ollamastack.events import Done, TextDelta, ThinkingDelta, ToolCall, ToolResult
+from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
+from ollamastack.storage.memory import open_memory
+from tests.support.chat_helpers import (
     TOOL_NAMES,
     assistant,
     assistant_calls,
@@ -19,24 +36,7 @@ from chat_helpers import (
     tool_message,
     user,
 )
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
-from langchain_core.tools import tool
-from ollama_server import FakeOllama, split_words
-
-from ollamastack.agent import (
-    TOOL_BUDGET_SPENT,
-    build_agent,
-    current_turn_start,
-    history_window,
-    tool_rounds,
-)
-from ollamastack.chat import ChatService
-from ollamastack.core import open_chat_service
-from ollamastack.engines import open_engines
-from ollamastack.events import Done, TextDelta, ThinkingDelta, ToolCall, ToolResult
-from ollamastack.memory import open_memory
-from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
-from ollamastack.tools import build_tools
+from tests.support.ollama_server import FakeOllama, split_words
 
 
 @pytest.fixture

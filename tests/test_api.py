@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import (
+from gradio_client import Client
+from gradio_client.exceptions import AuthenticationError
+
+from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
+from ollamastack.web.coalesce import FRAME_SECONDS
+from tests.support.api_helpers import (
     OllamaView,
     Served,
     chunk,
@@ -23,12 +28,7 @@ from api_helpers import (
     stats,
     without_timings,
 )
-from gradio_client import Client
-from gradio_client.exceptions import AuthenticationError
-from ollama_server import FakeModel, FakeOllama
-
-from ollamastack.coalesce import FRAME_SECONDS
-from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
+from tests.support.ollama_server import FakeModel, FakeOllama
 
 SYSTEM = {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
 NOT_A_SESSION = "The session id must be a UUID4 as returned by the server."

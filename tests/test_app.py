@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ollamastack.web import preload_core
+from ollamastack.web.app import preload_core
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,5 +40,5 @@ def test_help_names_the_share_flag(tmp_path: Path):
 def test_preloading_the_core_freezes_what_start_up_made():
     gc.unfreeze()
     preload_core()
-    assert "ollamastack.chat" in sys.modules
+    assert "ollamastack.agent.service" in sys.modules
     assert gc.get_freeze_count() > 100_000  # modules, classes, configs: never rescanned

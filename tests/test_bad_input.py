@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from api_helpers import OllamaView, Served, run, run_raw, serve
-from chat_helpers import assistant_calls, make_settings, run_turn, tool_message
 from gradio_client import Client
-from ollama_server import FakeOllama
 
-from ollamastack.chat import ChatService
-from ollamastack.core import ServiceHandle, open_chat_service
+from ollamastack.agent.service import ChatService
+from ollamastack.agent.service_handle import ServiceHandle, open_chat_service
 from ollamastack.errors import OllamaStackError
 from ollamastack.events import TurnError
 from ollamastack.settings import Settings
-from ollamastack.ui_chat import ChatHandlers, TurnUpdate
+from ollamastack.web.ui.chat import ChatHandlers, TurnUpdate
+from tests.support.api_helpers import OllamaView, Served, run, run_raw, serve
+from tests.support.chat_helpers import assistant_calls, make_settings, run_turn, tool_message
+from tests.support.ollama_server import FakeOllama
 
 LIMIT = 4000  # OLLAMASTACK_MAX_MESSAGE_CHARS of every app here (the default)
 EXISTING = "<existing>"  # stands for a session the test has just created

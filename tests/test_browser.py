@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from ollama_server import FakeOllama
 from playwright.async_api import Page, async_playwright, expect
 
 from ollamastack.settings import Settings
-from ollamastack.web import build_app, launch
+from ollamastack.web.app import build_app, launch
+from tests.support.ollama_server import FakeOllama
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

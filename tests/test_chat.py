@@ -8,24 +8,15 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from chat_helpers import (
-    assistant,
-    assistant_calls,
-    closed_port_url,
-    make_settings,
-    run_turn,
-    system,
-    tool_message,
-    user,
-)
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
-from ollama_server import FakeOllama
 
-from ollamastack.agent import build_agent
-from ollamastack.chat import ChatService
-from ollamastack.core import open_chat_service
-from ollamastack.engines import open_engines
+from ollamastack.agent.graph import build_agent
+from ollamastack.agent.sealing import CUT_OFF
+from ollamastack.agent.service import ChatService
+from ollamastack.agent.service_handle import open_chat_service
+from ollamastack.agent.tools import build_tools
+from ollamastack.engines.factory import open_engines
 from ollamastack.errors import (
     ModelNotFound,
     OllamaConnectionLost,
@@ -35,10 +26,19 @@ from ollamastack.errors import (
     SessionNotFound,
 )
 from ollamastack.events import INTERRUPTED_TOOL, Done, Started, TextDelta, ToolCall, TurnError
-from ollamastack.memory import open_memory
-from ollamastack.sealing import CUT_OFF
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
-from ollamastack.tools import build_tools
+from ollamastack.storage.memory import open_memory
+from tests.support.chat_helpers import (
+    assistant,
+    assistant_calls,
+    closed_port_url,
+    make_settings,
+    run_turn,
+    system,
+    tool_message,
+    user,
+)
+from tests.support.ollama_server import FakeOllama
 
 
 @pytest.fixture

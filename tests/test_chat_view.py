@@ -5,7 +5,6 @@ import json
 from gradio import ChatMessage
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from ollamastack.chat_view import TurnView, history_view, tool_body
 from ollamastack.errors import OllamaUnavailable
 from ollamastack.events import (
     Done,
@@ -17,7 +16,8 @@ from ollamastack.events import (
     TurnError,
     TurnStats,
 )
-from ollamastack.transcript import to_json, to_markdown
+from ollamastack.web.transcript import to_json, to_markdown
+from ollamastack.web.ui.chat_view import TurnView, history_view, tool_body
 
 ARGS_BODY = '**Arguments**\n```json\n{\n  "expression": "2+3"\n}\n```\n**Result**\n'
 

@@ -9,8 +9,8 @@ from itertools import count
 
 import pytest
 
-from ollamastack.coalesce import any_delta, frames
 from ollamastack.events import Done, Started, TextDelta, ToolCall, ToolResult
+from ollamastack.web.coalesce import any_delta, frames
 
 START, DONE = Started("s1"), Done("s1")
 

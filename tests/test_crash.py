@@ -8,11 +8,11 @@ import sqlite3
 from itertools import islice
 from pathlib import Path
 
-from app_process import AppProcess
 from gradio_client import Client
-from ollama_server import FakeOllama
 
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
+from tests.support.app_process import AppProcess
+from tests.support.ollama_server import FakeOllama
 
 COMPLETED = [
     {"role": "user", "content": "Remember: the code is 7419."},

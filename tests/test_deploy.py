@@ -36,8 +36,12 @@ from typing import Any
 
 import pytest
 import yaml
-from api_helpers import app_settings, serve
-from deploy_helpers import (
+
+from ollamastack.agent.service_handle import ServiceHandle
+from ollamastack.settings import Settings
+from ollamastack.web.http import HEALTH_SECONDS
+from tests.support.api_helpers import app_settings, serve
+from tests.support.deploy_helpers import (
     NGINX_CONF,
     ROOT,
     base_env,
@@ -50,10 +54,6 @@ from deploy_helpers import (
     start_nginx,
     stop,
 )
-
-from ollamastack.core import ServiceHandle
-from ollamastack.http import HEALTH_SECONDS
-from ollamastack.settings import Settings
 
 # Settings the compose file or the image fixes rather than passing through from .env.
 FIXED_IN_CONTAINER = {"OLLAMA_HOST", "OLLAMASTACK_DATA_DIR", "GRADIO_SERVER_NAME",

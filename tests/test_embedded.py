@@ -15,19 +15,19 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 
-from ollamastack.agent import TurnContext, TurnMiddleware
-from ollamastack.embedded_chat import ChatEmbedded
-from ollamastack.embedded_engine import (
+from ollamastack.agent.graph import TurnContext, TurnMiddleware
+from ollamastack.agent.tools import calculator
+from ollamastack.engines.embedded.chat_model import ChatEmbedded
+from ollamastack.engines.embedded.engine import (
     EMBEDDED_MODEL,
     EmbeddedEngine,
     default_model_path,
     embedded_available,
     model_info,
 )
+from ollamastack.engines.types import ModelInfo
 from ollamastack.errors import EmbeddedError
-from ollamastack.ollama_client import ModelInfo
 from ollamastack.settings import Settings
-from ollamastack.tools import calculator
 
 pytestmark = pytest.mark.skipif(
     not embedded_available(),
@@ -90,6 +90,7 @@ def test_lists_the_shipped_model() -> None:
     assert model_info(path) == ModelInfo(
         name="embedded/smollm2-135m", size=98_362_432, parameter_size="135M",
         quantization="Q4_1", family="llama", capabilities=("completion", "tools"),
+        engine="embedded",
     )
     assert not embedded_available("/nonexistent/model.gguf")
 

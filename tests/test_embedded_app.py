@@ -12,13 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import OllamaView, free_port
-from chat_helpers import closed_port_url
 from gradio_client import Client
 
-from ollamastack.embedded_engine import EMBEDDED_MODEL, embedded_available
+from ollamastack.engines.embedded.engine import EMBEDDED_MODEL, embedded_available
 from ollamastack.settings import Settings
-from ollamastack.web import build_app, launch
+from ollamastack.web.app import build_app, launch
+from tests.support.api_helpers import OllamaView, free_port
+from tests.support.chat_helpers import closed_port_url
 
 pytestmark = pytest.mark.skipif(
     not embedded_available(),

@@ -7,19 +7,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from chat_helpers import closed_port_url, make_settings, run_turn
-from ollama_server import FakeOllama
 
-from ollamastack.core import ServiceHandle, open_chat_service
-from ollamastack.embedded_chat import ChatEmbedded
-from ollamastack.embedded_engine import EMBEDDED_MODEL, embedded_available
-from ollamastack.engines import Engines, open_engines
+from ollamastack.agent.service_handle import ServiceHandle, open_chat_service
+from ollamastack.engines.embedded.chat_model import ChatEmbedded
+from ollamastack.engines.embedded.engine import EMBEDDED_MODEL, embedded_available
+from ollamastack.engines.factory import Engines, open_engines
+from ollamastack.engines.ollama.chat_model import OllamaChatModel
 from ollamastack.errors import EmbeddedError, OllamaUnavailable
 from ollamastack.events import Done, Started, TextDelta
-from ollamastack.ollama_chat import OllamaChatModel
 from ollamastack.settings import Settings
-from ollamastack.ui_page import PageHandlers
-from ollamastack.ui_status import waiting_title
+from ollamastack.web.ui.page import PageHandlers
+from ollamastack.web.ui.status import waiting_title
+from tests.support.chat_helpers import closed_port_url, make_settings, run_turn
+from tests.support.ollama_server import FakeOllama
 
 pytestmark = pytest.mark.skipif(
     not embedded_available(),

@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from api_helpers import OllamaView, Served, app_settings, growing, run, serve
-from chat_helpers import closed_port_url
 from gradio_client import Client
-from ollama_server import FakeOllama
-from weather_server import WeatherServer
 
-from ollamastack.api_schema import message_entry
-from ollamastack.core import ServiceHandle
+from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT, Settings
-from ollamastack.ui_chat import ChatHandlers
+from ollamastack.web.api_schema import message_entry
+from ollamastack.web.ui.chat import ChatHandlers
+from tests.support.api_helpers import OllamaView, Served, app_settings, growing, run, serve
+from tests.support.chat_helpers import closed_port_url
+from tests.support.ollama_server import FakeOllama
+from tests.support.weather_server import WeatherServer
 
 REQUEST_TIMEOUT = 1.0  # seconds of silence from Ollama before a turn gives up
 TOOL_TIMEOUT = 0.5

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from api_helpers import chunk, growing, serve, stats, without_timings
-from ollama_server import FakeOllama
 
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
+from tests.support.api_helpers import chunk, growing, serve, stats, without_timings
+from tests.support.ollama_server import FakeOllama
 
 JS_DIR = Path(__file__).parent / "js"
 NODE = shutil.which("node")

@@ -15,9 +15,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from app_process import AppProcess
 from gradio_client import Client
-from ollama_server import FakeOllama
+
+from tests.support.app_process import AppProcess
+from tests.support.ollama_server import FakeOllama
 
 FULL = os.environ.get("OLLAMASTACK_FULL_LOAD") == "1"
 SESSIONS, TURNS = (64, 5) if FULL else (16, 3)

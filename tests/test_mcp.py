@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from api_helpers import OllamaView, Served, serve
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from ollama_server import FakeOllama
 
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
+from tests.support.api_helpers import OllamaView, Served, serve
+from tests.support.ollama_server import FakeOllama
 
 TOOLS = [
     "chat",

@@ -12,14 +12,14 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from chat_helpers import assistant, make_settings, run_turn, user
-from ollama_server import FakeOllama
 
-from ollamastack.chat import ChatService
-from ollamastack.core import open_chat_service
+from ollamastack.agent.service import ChatService
+from ollamastack.agent.service_handle import open_chat_service
 from ollamastack.errors import SessionNotFound
 from ollamastack.events import Done
-from ollamastack.memory import TITLE_CHARS, SessionInfo
+from ollamastack.storage.memory import TITLE_CHARS, SessionInfo
+from tests.support.chat_helpers import assistant, make_settings, run_turn, user
+from tests.support.ollama_server import FakeOllama
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
+from langchain_ollama import ChatOllama
 
-from ollamastack.ollama_chat import OllamaChatModel
+from ollamastack.agent.service_handle import open_chat_service
+from ollamastack.engines.ollama.chat_model import OllamaChatModel, check_chat_ollama
+from ollamastack.errors import EngineMismatch
+from ollamastack.settings import Settings
 
 
 @tool
@@ -53,3 +57,25 @@ async def test_text_and_stats_pass_through_unchanged(ollama_server):
     assert message.content == "Hello there, friend."
     assert message.tool_calls == []
     assert message.usage_metadata["output_tokens"] > 0
+
+
+def test_the_pinned_langchain_ollama_has_the_overridden_shape():
+    check_chat_ollama()  # raises otherwise
+
+
+async def test_a_changed_langchain_ollama_fails_at_start_up_not_at_a_tool_call(
+    ollama_server, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    async def renamed(self, messages, stop=None, *, options=None, **kwargs):
+        yield {}
+
+    monkeypatch.setattr(ChatOllama, "_acreate_chat_stream", renamed)
+    with pytest.raises(EngineMismatch, match=r"ChatOllama\._acreate_chat_stream is not the one"):
+        check_chat_ollama()
+    settings = Settings(
+        _env_file=None, ollama_host=ollama_server.url, data_dir=tmp_path, embedded=False
+    )
+    with pytest.raises(EngineMismatch):  # the chat service does not open
+        async with open_chat_service(settings):
+            pass
+    assert ollama_server.requests == []  # nothing reached Ollama

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from chat_helpers import closed_port_url
-from ollama_server import FakeOllama
 
+from ollamastack.engines.ollama.client import OllamaClient
+from ollamastack.engines.types import Health, ModelInfo, PullProgress, RunningModel
 from ollamastack.errors import ModelNotFound, OllamaError, OllamaUnavailable
-from ollamastack.ollama_client import Health, ModelInfo, OllamaClient, PullProgress, RunningModel
+from tests.support.chat_helpers import closed_port_url
+from tests.support.ollama_server import FakeOllama
 
 LLAMA_SIZE = 2_019_393_189  # FakeOllama's default model size
 

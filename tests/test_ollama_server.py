@@ -13,7 +13,8 @@ import ollama
 import pytest
 from langchain_core.tools import tool
 from langchain_ollama import ChatOllama
-from ollama_server import FakeOllama, RecordedRequest
+
+from tests.support.ollama_server import FakeOllama, RecordedRequest
 
 HI = [{"role": "user", "content": "Hi there"}]
 CALCULATOR = {

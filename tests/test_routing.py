@@ -11,8 +11,22 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from api_helpers import serve
-from chat_helpers import (
+from gradio_client import Client
+from langchain_core.tools import tool
+
+from ollamastack.agent.graph import build_agent
+from ollamastack.agent.service import ChatService
+from ollamastack.agent.service_handle import open_chat_service
+from ollamastack.agent.tools import build_tools
+from ollamastack.engines.factory import open_engines
+from ollamastack.engines.ollama.client import OllamaClient
+from ollamastack.engines.ollama.pool import OllamaPool, connect, rendezvous_order
+from ollamastack.errors import OllamaConnectionLost, OllamaUnavailable
+from ollamastack.events import Done, TextDelta, ToolCall, ToolResult, TurnError
+from ollamastack.settings import Settings
+from ollamastack.storage.memory import open_memory
+from tests.support.api_helpers import serve
+from tests.support.chat_helpers import (
     assistant,
     assistant_calls,
     closed_port_url,
@@ -22,21 +36,7 @@ from chat_helpers import (
     tool_message,
     user,
 )
-from gradio_client import Client
-from langchain_core.tools import tool
-from ollama_server import FakeOllama, split_words
-
-from ollamastack.agent import build_agent
-from ollamastack.chat import ChatService
-from ollamastack.core import open_chat_service
-from ollamastack.engines import open_engines
-from ollamastack.errors import OllamaConnectionLost, OllamaUnavailable
-from ollamastack.events import Done, TextDelta, ToolCall, ToolResult, TurnError
-from ollamastack.memory import open_memory
-from ollamastack.ollama_client import OllamaClient
-from ollamastack.routing import OllamaPool, connect, rendezvous_order
-from ollamastack.settings import Settings
-from ollamastack.tools import build_tools
+from tests.support.ollama_server import FakeOllama, split_words
 
 
 @pytest.fixture

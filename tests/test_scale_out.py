@@ -18,19 +18,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import OllamaView
-from app_process import AppProcess
-from chat_helpers import assistant, system, user
-from deploy_helpers import free_port, nginx_binary, render_nginx_conf, request, start_nginx, stop
 from gradio_client import Client
-from ollama_server import FakeOllama
-from postgres_server import PostgresServer, postgres_bin
 
-from ollamastack.audit import AUDIT_FILE
 from ollamastack.errors import DatabaseUnavailable
-from ollamastack.http import HEALTH_SECONDS
-from ollamastack.memory import open_memory
 from ollamastack.settings import Settings
+from ollamastack.storage.memory import open_memory
+from ollamastack.web.audit import AUDIT_FILE
+from ollamastack.web.http import HEALTH_SECONDS
+from tests.support.api_helpers import OllamaView
+from tests.support.app_process import AppProcess
+from tests.support.chat_helpers import assistant, system, user
+from tests.support.deploy_helpers import (
+    free_port,
+    nginx_binary,
+    render_nginx_conf,
+    request,
+    start_nginx,
+    stop,
+)
+from tests.support.ollama_server import FakeOllama
+from tests.support.postgres_server import PostgresServer, postgres_bin
 
 # As the scale-out lines of .env.example set it: nginx is the way in, and names the client.
 BEHIND_NGINX = {"FORWARDED_ALLOW_IPS": "*"}

@@ -24,21 +24,21 @@ from urllib.parse import quote, urlsplit
 
 import gradio as gr
 import pytest
-from api_helpers import OllamaView, Served, app_settings, run, serve
-from app_process import AppProcess
 from gradio.route_utils import DEFAULT_TEMP_DIR
 from gradio_client import Client
-from ollama_server import FakeOllama
 
-from ollamastack.api import NamedApi
-from ollamastack.audit import AUDIT_FILE
-from ollamastack.core import ServiceHandle
-from ollamastack.edge import Caller, Edge
+from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.errors import SettingsError
 from ollamastack.settings import Settings, load_settings
-from ollamastack.ui_chat import ChatHandlers, TurnUpdate
-from ollamastack.ui_models import ModelsHandlers
-from ollamastack.web import build_app, launch
+from ollamastack.web.api import NamedApi
+from ollamastack.web.app import build_app, launch
+from ollamastack.web.audit import AUDIT_FILE
+from ollamastack.web.edge import Caller, Edge
+from ollamastack.web.ui.chat import ChatHandlers, TurnUpdate
+from ollamastack.web.ui.models import ModelsHandlers
+from tests.support.api_helpers import OllamaView, Served, app_settings, run, serve
+from tests.support.app_process import AppProcess
+from tests.support.ollama_server import FakeOllama
 
 NOT_ADMIN = (
     "Only administrators may pull or delete models here (the logins in OLLAMASTACK_ADMIN_USERS)."
@@ -214,7 +214,7 @@ def test_a_share_link_without_login_warns_at_start_and_turns_model_management_of
 ) -> None:
     settings = app_settings(ollama_server, tmp_path, share=True)
     app = build_app(settings)
-    with caplog.at_level(logging.WARNING, logger="ollamastack.web"):
+    with caplog.at_level(logging.WARNING, logger="ollamastack.web.app"):
         # served on loopback only: the test makes no tunnel, the app is configured as shared
         _, url, _ = launch(app, settings, share=False, prevent_thread_lock=True, quiet=True)
     try:

@@ -7,14 +7,14 @@ import asyncio
 from pathlib import Path
 
 import aiosqlite
-from chat_helpers import make_settings, run_turn
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.store.sqlite.aio import AsyncSqliteStore
-from ollama_server import FakeOllama
 
-from ollamastack.core import open_chat_service
+from ollamastack.agent.service_handle import open_chat_service
 from ollamastack.events import Done
-from ollamastack.memory import owner_namespace
+from ollamastack.storage.memory import owner_namespace
+from tests.support.chat_helpers import make_settings, run_turn
+from tests.support.ollama_server import FakeOllama
 
 
 def stored(messages: list) -> list[tuple[str, str]]:

@@ -12,17 +12,22 @@ from multiprocessing.connection import Connection
 import pytest
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from weather_server import FORECAST_PATH, GEOCODING_PATH, RecordedRequest, WeatherServer
 
-from ollamastack.calculator import CONSTANTS, FUNCTIONS
-from ollamastack.settings import Settings
-from ollamastack.tools import (
+from ollamastack.agent.tools import (
     build_tools,
     calculator,
     current_time,
     text_analyzer,
 )
-from ollamastack.weather import CURRENT_FIELDS, make_weather_tool
+from ollamastack.agent.tools.arithmetic import CONSTANTS, FUNCTIONS
+from ollamastack.agent.tools.weather import CURRENT_FIELDS, make_weather_tool
+from ollamastack.settings import Settings
+from tests.support.weather_server import (
+    FORECAST_PATH,
+    GEOCODING_PATH,
+    RecordedRequest,
+    WeatherServer,
+)
 
 PARIS = {
     "id": 2988507,

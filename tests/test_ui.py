@@ -16,15 +16,15 @@ import gradio as gr
 import pytest
 from gradio import ChatMessage
 from langchain_core.messages import AIMessage, HumanMessage
-from ollama_server import FakeOllama
 
-from ollamastack.core import ServiceHandle
+from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.settings import Settings
-from ollamastack.ui_chat import ChatHandlers, TurnUpdate
-from ollamastack.ui_conversations import ConversationHandlers
-from ollamastack.ui_models import ModelsHandlers
-from ollamastack.ui_page import PageHandlers
-from ollamastack.ui_status import GREEN_DOT, RED_DOT
+from ollamastack.web.ui.chat import ChatHandlers, TurnUpdate
+from ollamastack.web.ui.conversations import ConversationHandlers
+from ollamastack.web.ui.models import ModelsHandlers
+from ollamastack.web.ui.page import PageHandlers
+from ollamastack.web.ui.status import GREEN_DOT, RED_DOT
+from tests.support.ollama_server import FakeOllama
 
 SKIP = gr.skip()
 MODEL = "llama3.2:latest"

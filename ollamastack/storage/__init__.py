@@ -1,0 +1,2 @@
+"""Where conversations live: the LangGraph checkpointer and the session index
+(SQLite or PostgreSQL)."""

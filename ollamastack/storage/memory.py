@@ -1,0 +1,155 @@
+"""Where conversations live: the LangGraph checkpointer and the index of sessions.
+
+The checkpointer holds each session's messages (keyed by `thread_id` = session id); a
+LangGraph store beside it holds who owns each session, its title and times, so listing a
+user's sessions never scans checkpoints. Both come from LangGraph's own SQLite or PostgreSQL
+packages. Every read and write passes the user: another user's session is reported as not
+found, so no caller can forget the owner check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.store.base import BaseStore
+
+from ollamastack.errors import DatabaseUnavailable, SessionNotFound
+from ollamastack.settings import Settings
+from ollamastack.validation import session_id as valid_session_id
+
+TITLE_CHARS = 60
+SETUP_LOCK = 0x6F6C6C616D61  # PostgreSQL advisory lock held while creating the tables
+TRY_LOCK = "SELECT pg_try_advisory_lock(%s) AS got"
+MAX_LISTED = 10_000
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+
+
+def owner_namespace(owner: str) -> tuple[str, str]:
+    """The store namespace of one owner's sessions (labels may not hold '.' or be empty).
+
+    >>> owner_namespace("")
+    ('sessions', 'anonymous')
+    >>> owner_namespace("john.doe")
+    ('sessions', 'user-6a6f686e2e646f65')
+    """
+    return ("sessions", f"user-{owner.encode().hex()}" if owner else "anonymous")
+
+
+class SessionIndex:
+    """Owner, title and times of each session, as items of a LangGraph store."""
+
+    def __init__(self, store: BaseStore) -> None:
+        self._store = store
+
+    async def create(self, owner: str) -> str:
+        new_id, now = str(uuid.uuid4()), time.time()
+        value = {"title": "", "created_at": now, "updated_at": now}
+        await self._store.aput(owner_namespace(owner), new_id, value, index=False)
+        return new_id
+
+    async def check(self, session_id: str, owner: str) -> str:
+        """The valid id of a session `owner` may use, or `SessionNotFound`."""
+        session_id = valid_session_id(session_id)
+        if await self._store.aget(owner_namespace(owner), session_id) is None:
+            raise SessionNotFound(session_id)
+        return session_id
+
+    async def touch(self, session_id: str, owner: str, message: str) -> None:
+        """Record activity; the first message becomes the title."""
+        item = await self._store.aget(owner_namespace(owner), session_id)
+        if item is None:
+            raise SessionNotFound(session_id)
+        title = item.value["title"] or " ".join(message.split())[:TITLE_CHARS]
+        value = {**item.value, "title": title, "updated_at": time.time()}
+        await self._store.aput(owner_namespace(owner), session_id, value, index=False)
+
+    async def list(self, owner: str) -> list[SessionInfo]:
+        items = await self._store.asearch(owner_namespace(owner), limit=MAX_LISTED)
+        sessions = [
+            SessionInfo(i.key, i.value["title"], i.value["created_at"], i.value["updated_at"])
+            for i in items
+        ]
+        return sorted(sessions, key=lambda s: s.updated_at, reverse=True)
+
+    async def delete(self, session_id: str, owner: str) -> None:
+        await self._store.adelete(owner_namespace(owner), session_id)
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The checkpointer and the session index, opened together on one database."""
+
+    checkpointer: BaseCheckpointSaver
+    sessions: SessionIndex
+
+
+@asynccontextmanager
+async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
+    """Open the database named by `settings.database_url`, creating its tables if missing."""
+    if settings.on_postgres:
+        opened = _open_postgres(settings.database_url)
+    else:
+        from ollamastack.storage.sqlite import open_sqlite
+
+        assert settings.sqlite_path is not None
+        opened = open_sqlite(settings.sqlite_path)
+    async with opened as (checkpointer, store):
+        yield Memory(checkpointer, SessionIndex(store))
+
+
+async def check_postgres(url: str) -> None:
+    """Fail at once, saying where and why, rather than after the pool's 30 s wait."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        connection = await psycopg.AsyncConnection.connect(url, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        info = conninfo_to_dict(url)  # never shown whole: it may hold the password
+        where = "{}:{}/{}".format(
+            info.get("host", "localhost"), info.get("port", 5432), info.get("dbname", "")
+        )
+        reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+        raise DatabaseUnavailable(where, reason) from None
+    await connection.close()
+
+
+@asynccontextmanager
+async def _open_postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    await check_postgres(url)
+    options = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    async with AsyncConnectionPool(url, kwargs=options, open=False, max_size=20) as pool:
+        opened = AsyncPostgresSaver(pool), AsyncPostgresStore(pool)
+        # App replicas started together on a new database would race to create the same
+        # tables (duplicate key errors): one process at a time, under a session lock. Polled,
+        # not waited for: a waiting statement would hold back the holder's CREATE INDEX
+        # CONCURRENTLY, which waits for every open transaction.
+        async with pool.connection() as lock:
+            while True:
+                if (await (await lock.execute(TRY_LOCK, (SETUP_LOCK,))).fetchone())["got"]:
+                    break
+                await asyncio.sleep(0.05)
+            try:
+                for part in opened:
+                    await part.setup()
+            finally:
+                await lock.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+        yield opened

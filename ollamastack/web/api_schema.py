@@ -1,0 +1,186 @@
+"""What the named API sends: typed dicts, and the pure conversions from the core into them.
+
+The TypedDicts are the contract clients are written against; Gradio also turns them into
+the output types on the "Use via API" page.
+"""
+
+# No `from __future__ import annotations`: Gradio reads these classes' annotations at runtime.
+
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from ollamastack.events import Event, TextDelta, ThinkingDelta, ToolCall, ToolResult
+
+if TYPE_CHECKING:  # the core's types: LangChain and LangGraph load on first use, not at start-up
+    from langchain_core.messages import AnyMessage
+
+    from ollamastack.engines.types import ModelInfo, PullProgress
+    from ollamastack.storage.memory import SessionInfo
+
+ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
+
+
+class ToolCallInfo(TypedDict):
+    name: str
+    args: dict[str, Any]
+    result: str | None
+
+
+class ChatChunk(TypedDict):
+    session_id: str
+    content: str
+    thinking: str
+    tool_calls: list[ToolCallInfo]
+    done: bool
+    stats: dict[str, Any] | None
+
+
+class ModelEntry(TypedDict):
+    name: str
+    size: int
+    parameter_size: str
+    quantization: str
+    capabilities: list[str]
+    embedded: bool  # runs inside the app (llama.cpp), not in Ollama
+
+
+class HealthInfo(TypedDict):
+    status: Literal["ok", "unavailable"]
+    ollama_url: str
+    ollama_version: str
+    models: int
+    default_model: str  # what a chat without a model uses: the embedded one while Ollama can't
+    embedded_model: str  # the embedded model's name; empty when it is off or not installed
+
+
+class SessionEntry(TypedDict):
+    session_id: str
+    title: str
+    created_at: float
+    updated_at: float
+
+
+class PullStatus(TypedDict):
+    status: str
+    completed: int
+    total: int
+
+
+class ChatProgress:
+    """The answer so far of one `/chat` turn, as the dicts the endpoint streams.
+
+    Each chunk is a new dict, and `tool_calls` a new list whenever it changes: Gradio keeps
+    the previous chunk to send only the difference, so nothing it holds may be mutated.
+
+    >>> progress = ChatProgress("s1")
+    >>> progress.apply(TextDelta("Hel")), progress.apply(TextDelta("lo")), progress.content
+    (True, True, 'Hello')
+    >>> progress.apply(ToolCall("c1", "calculator", {"expression": "2+2"}))
+    True
+    >>> progress.apply(ToolResult("c1", "calculator", "4")), progress.chunk()["tool_calls"]
+    (True, [{'name': 'calculator', 'args': {'expression': '2+2'}, 'result': '4'}])
+    >>> progress.apply(ToolResult("c9", "weather", "sunny"))  # answers no call: no change
+    False
+    >>> progress.apply(TextDelta("It is 4.")), progress.content  # a new model call: a new paragraph
+    (True, 'Hello\\n\\nIt is 4.')
+    """
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.content = ""
+        self.thinking = ""
+        self.tool_calls: list[ToolCallInfo] = []
+        self._call_ids: list[str] = []
+        self._after_tools = False
+
+    def chunk(self, *, done: bool = False, stats: dict[str, Any] | None = None) -> ChatChunk:
+        return {
+            "session_id": self.session_id,
+            "content": self.content,
+            "thinking": self.thinking,
+            "tool_calls": self.tool_calls,
+            "done": done,
+            "stats": stats,
+        }
+
+    def apply(self, event: Event) -> bool:
+        """Take in `event`; False when it changes nothing a client sees."""
+        if isinstance(event, TextDelta):
+            if self._after_tools and self.content:
+                self.content += "\n\n"
+            self._after_tools = False
+            self.content += event.text
+        elif isinstance(event, ThinkingDelta):
+            self.thinking += event.text
+        elif isinstance(event, ToolCall):
+            call: ToolCallInfo = {"name": event.name, "args": event.args, "result": None}
+            self.tool_calls = [*self.tool_calls, call]
+            self._call_ids.append(event.id)
+            self._after_tools = True
+        elif isinstance(event, ToolResult):
+            index = self._open_call(event)
+            if index is None:
+                return False
+            calls = list(self.tool_calls)
+            calls[index] = {**calls[index], "result": event.content}
+            self.tool_calls = calls
+        else:
+            return False
+        return True
+
+    def _open_call(self, result: ToolResult) -> int | None:
+        """The unanswered call `result` answers: by id, else the first of that name."""
+        open_calls = [i for i, call in enumerate(self.tool_calls) if call["result"] is None]
+        for i in open_calls:
+            if result.id and self._call_ids[i] == result.id:
+                return i
+        return next((i for i in open_calls if self.tool_calls[i]["name"] == result.name), None)
+
+
+def message_entry(message: "AnyMessage") -> dict[str, Any]:
+    """One stored message as `/history` returns it.
+
+    >>> from langchain_core.messages import AIMessage, ToolMessage
+    >>> call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "1"}
+    >>> message_entry(AIMessage("", tool_calls=[call]))  # doctest: +NORMALIZE_WHITESPACE
+    {'role': 'assistant', 'content': '',
+     'tool_calls': [{'name': 'calculator', 'args': {'expression': '2+2'}}]}
+    >>> message_entry(ToolMessage("2", tool_call_id="1", name="calculator"))
+    {'role': 'tool', 'content': '2', 'name': 'calculator'}
+    >>> message_entry(AIMessage("Par", response_metadata={"interrupted": "stopped by the user"}))
+    {'role': 'assistant', 'content': 'Par', 'interrupted': 'stopped by the user'}
+    """
+    role = ROLES.get(message.type, message.type)
+    entry: dict[str, Any] = {"role": role, "content": str(message.text)}
+    if message.type == "ai":
+        if message.tool_calls:
+            calls = message.tool_calls
+            entry["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in calls]
+        if reason := message.response_metadata.get("interrupted"):
+            entry["interrupted"] = str(reason)
+    elif message.type == "tool":
+        entry["name"] = message.name or ""
+    return entry
+
+
+def session_entry(info: "SessionInfo") -> SessionEntry:
+    return {
+        "session_id": info.id,
+        "title": info.title,
+        "created_at": info.created_at,
+        "updated_at": info.updated_at,
+    }
+
+
+def model_entry(model: "ModelInfo") -> ModelEntry:
+    return {
+        "name": model.name,
+        "size": model.size,
+        "parameter_size": model.parameter_size,
+        "quantization": model.quantization,
+        "capabilities": list(model.capabilities),
+        "embedded": model.embedded,
+    }
+
+
+def pull_status(progress: "PullProgress") -> PullStatus:
+    return {"status": progress.status, "completed": progress.completed, "total": progress.total}

@@ -1,0 +1,149 @@
+"""The Gradio app: the page and the named API over one chat service."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from starlette.middleware import Middleware
+
+from ollamastack.agent.service_handle import ServiceHandle
+from ollamastack.engines.types import Health
+from ollamastack.errors import OllamaStackError
+from ollamastack.settings import Settings
+from ollamastack.web import gradio_patches
+from ollamastack.web.api import NamedApi, register_api
+from ollamastack.web.coalesce import FRAME_SECONDS
+from ollamastack.web.edge import Edge
+from ollamastack.web.http import HealthAndHeaders
+from ollamastack.web.ui.layout import build_ui
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WebApp:
+    blocks: gr.Blocks
+    service: ServiceHandle
+    edge: Edge
+    api: NamedApi
+
+    async def health(self) -> Health:
+        """Ollama's health; first, a PostgreSQL that went down since the service opened
+        raises `DatabaseUnavailable` (a SQLite file is part of this process)."""
+        core = await self.service.get()
+        settings = self.service.settings
+        if settings.on_postgres:
+            from ollamastack.storage.memory import check_postgres
+
+            await check_postgres(settings.database_url)
+        return await core.engines.health()
+
+    def app_kwargs(self) -> dict[str, Any]:
+        """The health route, security headers, forgetting one-off REST sessions, loading the
+        chat service's modules once serving, and closing the service at shutdown."""
+
+        @asynccontextmanager
+        async def lifespan(_app: Any) -> AsyncIterator[None]:
+            loading = asyncio.get_running_loop().run_in_executor(None, preload_core)
+            yield
+            await loading
+            await self.service.close()
+
+        middleware = [Middleware(HealthAndHeaders, health=self.health)]
+        middleware += [Middleware(m) for m in gradio_patches.rest_session_middleware()]
+        return {"middleware": middleware, "lifespan": lifespan}
+
+
+def preload_core() -> None:
+    """Import the chat service's modules (LangChain, LangGraph: about half a second), in a
+    thread while the page is already served, so that the first message does not wait for them.
+
+    Then freeze what start-up made: Python's full garbage collections would otherwise rescan
+    those 300,000 long-lived objects each time, stalling the event loop for about 170 ms,
+    twice in four seconds at 32 streaming sessions (issue 8).
+    """
+    try:
+        importlib.import_module("ollamastack.agent.service")
+        importlib.import_module("ollamastack.engines.ollama.chat_model").check_chat_ollama()
+    except OllamaStackError as error:  # every turn will say it too: see `open_engines`
+        log.error("%s", error)
+    except Exception:  # the first message imports it again, and reports what fails
+        log.exception("could not load the chat service's modules")
+    gc.freeze()
+
+
+def build_app(settings: Settings, *, update_interval: float = FRAME_SECONDS) -> WebApp:
+    """Build the page and the API; nothing connects until the first request.
+
+    `update_interval`: how often /chat sends the answer so far while it streams (0: after
+    every token, as tests that check each one want)."""
+    service = ServiceHandle(settings)
+    edge = Edge(settings)  # one rate limit and audit log for the page and the API
+    with gr.Blocks(title="OllamaStack") as blocks:
+        build_ui(blocks, settings, service, edge)
+        api = register_api(settings, service, edge, update_interval=update_interval)
+    # Never Gradio's default of one generation at a time for the whole server.
+    blocks.queue(default_concurrency_limit=settings.concurrency)
+    gradio_patches.apply(blocks)
+    return WebApp(blocks, service, edge, api)
+
+
+def private_paths(settings: Settings) -> list[str]:
+    """What Gradio's file routes must never serve, even from a folder they otherwise may:
+    the data directory (database, audit log) and the SQLite file wherever it lives."""
+    paths = [settings.data_dir, *([settings.sqlite_path] if settings.sqlite_path else [])]
+    return [str(Path(p).resolve()) for p in paths if str(p) != ":memory:"]
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What a person starting the app should know about who can reach it.
+
+    >>> startup_warnings(Settings(_env_file=None, share=True))[0][:60]
+    'OLLAMASTACK_SHARE is on without OLLAMASTACK_AUTH: anyone wit'
+    >>> startup_warnings(Settings(_env_file=None, auth="ann:pw", admin_users="ann,bob"))
+    ['OLLAMASTACK_ADMIN_USERS names bob (no login in OLLAMASTACK_AUTH).']
+    """
+    logins = {user for user, _ in settings.logins}
+    warnings = []
+    if settings.share and not logins:
+        warnings.append(
+            "OLLAMASTACK_SHARE is on without OLLAMASTACK_AUTH: anyone with the link can chat "
+            "with your models and read every conversation of this app. Pulling and deleting "
+            'models is off. Set OLLAMASTACK_AUTH="user:password,..." to require a login.'
+        )
+    if settings.admins and not logins:
+        warnings.append(
+            "OLLAMASTACK_ADMIN_USERS is set without OLLAMASTACK_AUTH: nobody logs in, so "
+            "nobody may pull or delete models."
+        )
+    elif unknown := sorted(settings.admins - logins) if logins else []:
+        warnings.append(
+            f"OLLAMASTACK_ADMIN_USERS names {', '.join(unknown)} (no login in OLLAMASTACK_AUTH)."
+        )
+    return warnings
+
+
+def launch(app: WebApp, settings: Settings, **options: Any) -> tuple[Any, str, str | None]:
+    """Serve on the configured address; login, share link and MCP come from settings
+    (`options` are passed on to Gradio and win over them)."""
+    for warning in startup_warnings(settings):
+        log.warning(warning)
+    arguments: dict[str, Any] = {
+        "server_name": settings.server_name,
+        "server_port": settings.server_port,
+        "share": settings.share,
+        "auth": settings.logins or None,
+        "mcp_server": settings.mcp,
+        "app_kwargs": app.app_kwargs(),
+        "blocked_paths": private_paths(settings),
+    }
+    return app.blocks.launch(**(arguments | options))

@@ -1,0 +1,197 @@
+"""Every change this app makes to Gradio's private parts, each fenced by a probe.
+
+Gradio does work per event and per session that this app does not need (issue 8's figures in
+BENCHMARKS.md):
+- after every event its queue recomputes the monitoring dashboard's summary, a pandas group-by
+  over up to 10,000 events (1.5 to 5 ms of CPU holding the GIL); the dashboard is only served
+  with `launch(enable_monitoring=True)`, which this app never passes;
+- every new session hash (each REST call without one, each browser tab or `gradio_client`)
+  gets a `SessionState` that renders the config of every block of the page (about 2 ms for
+  our 67 blocks), though a call touches two or three of them;
+- a REST call (`POST /gradio_api/call/<name>`, then `GET .../<event_id>`) that sends no
+  session hash gets its event id as one, and Gradio keeps that state (up to 10,000 of them,
+  88 KiB each) though nobody can name the session again.
+
+Each patch first probes the shape it relies on. When the probe fails (another Gradio version),
+it logs one warning naming the patch and leaves Gradio as it is: correct, only slower.
+`apply(blocks)` runs them all once the Blocks are built.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from types import SimpleNamespace
+from typing import Any
+
+from gradio.state_holder import SessionState, StateHolder
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+
+
+def _unpatched(patch: str, reason: str) -> bool:
+    log.warning("Gradio patch %r is off: %s. The app runs unpatched (slower, still correct).",
+                patch, reason)
+    return False
+
+
+# -- the monitoring summary ------------------------------------------------------------------
+
+def skip_monitoring_summary(blocks: Any) -> bool:
+    """Keep one analytics record and never recompute the summary (after `queue()`)."""
+    queue = getattr(blocks, "_queue", None)
+    names = ("ANALYTICS_MAX_EVENTS", "ANAYLTICS_CACHE_FREQUENCY")  # Gradio's own spelling
+    if queue is None or not all(isinstance(getattr(queue, n, None), int) for n in names):
+        return _unpatched("skip_monitoring_summary", "the queue has no analytics limits")
+    queue.ANALYTICS_MAX_EVENTS = 1
+    queue.ANAYLTICS_CACHE_FREQUENCY = sys.maxsize
+    return True
+
+
+# -- block configs rendered lazily -----------------------------------------------------------
+
+_PENDING: Any = object()
+
+
+class LazyConfigValues(dict):
+    """`SessionState.config_values`: each block's config rendered when first read, the keys
+    (and their order) those of Gradio's own from the start."""
+
+    def __init__(self, blocks_config: Any, ids: Iterable[int]) -> None:
+        super().__init__(dict.fromkeys(ids, _PENDING))
+        self._blocks_config = blocks_config
+
+    def __getitem__(self, key: int) -> dict:
+        value = super().__getitem__(key)
+        if value is _PENDING:
+            block = self._blocks_config.blocks[key]
+            value = self._blocks_config.config_for_block(key, [], block)
+            super().__setitem__(key, value)
+        return value
+
+    def get(self, key: int, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def _render_all(self) -> None:
+        for key in super().keys():
+            self[key]
+
+    def __iter__(self) -> Iterator[int]:
+        self._render_all()
+        return super().__iter__()
+
+    def values(self) -> Any:
+        self._render_all()
+        return super().values()
+
+    def items(self) -> Any:
+        self._render_all()
+        return super().items()
+
+
+_gradio_init = SessionState.__init__
+
+
+def _lazy_init(self: SessionState, blocks: Any) -> None:
+    # Gradio's own __init__ with no block to render, then the same blocks, rendered lazily.
+    _gradio_init(self, SimpleNamespace(default_config=blocks.default_config, blocks={}))
+    ids = [k for k in self.blocks_config.blocks if k in blocks.blocks]
+    self.config_values = LazyConfigValues(self.blocks_config, ids)
+
+
+def _lazy_state_fits(blocks: Any) -> str:
+    """Why the lazy `SessionState` would not match Gradio's own for `blocks`, or ""."""
+    if list(inspect.signature(_gradio_init).parameters) != ["self", "blocks"]:
+        return "SessionState.__init__ takes other arguments"
+    try:
+        eager = SessionState.__new__(SessionState)
+        _gradio_init(eager, blocks)
+        lazy = SessionState.__new__(SessionState)
+        _lazy_init(lazy, blocks)
+        if list(lazy.config_values) != list(eager.config_values):
+            return "the rendered configs differ"
+    except Exception as error:  # any other shape of SessionState or BlocksConfig
+        return f"{type(error).__name__}: {error}"
+    return ""
+
+
+def render_session_config_lazily(blocks: Any) -> bool:
+    """Make every `SessionState` of this process render block configs on first use."""
+    if SessionState.__init__ is _lazy_init:
+        return True
+    if reason := _lazy_state_fits(blocks):
+        return _unpatched("render_session_config_lazily", reason)
+    SessionState.__init__ = _lazy_init  # type: ignore[method-assign]
+    return True
+
+
+# -- one-off REST sessions forgotten ---------------------------------------------------------
+
+RESULT_PATH = re.compile(r"/gradio_api/call/[^/]+/(?P<event_id>[0-9a-f]{32})/?$")
+
+
+def event_id_of(path: str) -> str | None:
+    """The event id a REST call's result route names, else None.
+
+    >>> event_id_of("/gradio_api/call/chat/0123456789abcdef0123456789abcdef")
+    '0123456789abcdef0123456789abcdef'
+    >>> event_id_of("/gradio_api/call/chat"), event_id_of("/gradio_api/queue/data")
+    (None, None)
+    """
+    match = RESULT_PATH.search(path)
+    return match["event_id"] if match else None
+
+
+def state_holder_fits() -> str:
+    """Why `forget_session` could not work on Gradio's `StateHolder`, or ""."""
+    holder = StateHolder()
+    for name, kind in (("lock", object), ("time_last_used", dict), ("session_data", dict)):
+        if not isinstance(getattr(holder, name, None), kind):
+            return f"StateHolder has no {name}"
+    return ""
+
+
+def forget_session(state_holder: Any, session_hash: str) -> bool:
+    """Drop one session's state from Gradio's `StateHolder`; False when it held none."""
+    with state_holder.lock:
+        state_holder.time_last_used.pop(session_hash, None)
+        return state_holder.session_data.pop(session_hash, None) is not None
+
+
+class ForgetRestSessions:
+    """ASGI middleware: after the result stream of a REST call, forget the session Gradio
+    made up for it (its hash is the event id; a hash the client sent differs from it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        event_id = None
+        if scope["type"] == "http" and scope["method"] == "GET":
+            event_id = event_id_of(scope["path"])
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            holder = getattr(scope.get("app"), "state_holder", None)
+            if event_id is not None and holder is not None:
+                forget_session(holder, event_id)
+
+
+def rest_session_middleware() -> list[type]:
+    """`[ForgetRestSessions]` when Gradio's `StateHolder` has the shape it needs, else []."""
+    if reason := state_holder_fits():
+        _unpatched("forget_rest_sessions", reason)
+        return []
+    return [ForgetRestSessions]
+
+
+def apply(blocks: Any) -> None:
+    """The patches that act on the built Blocks (the middleware is added at launch)."""
+    skip_monitoring_summary(blocks)
+    render_session_config_lazily(blocks)

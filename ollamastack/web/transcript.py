@@ -1,0 +1,101 @@
+"""A stored conversation as a file to download: Markdown to read, JSON to process."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+
+from ollamastack.web.ui.chat_view import fenced, interrupted_note
+
+
+def message_dicts(messages: Sequence[AnyMessage]) -> list[dict[str, Any]]:
+    """The messages as plain dicts: role and content, plus what each kind adds.
+
+    >>> message_dicts([HumanMessage("2+3?"),
+    ...     AIMessage("", tool_calls=[{"name": "calculator", "args": {"e": "2+3"}, "id": "c1"}]),
+    ...     ToolMessage("5", tool_call_id="c1", name="calculator"), AIMessage("5.")])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'role': 'user', 'content': '2+3?'},
+     {'role': 'assistant', 'content': '', 'tool_calls': [{'id': 'c1', 'name': 'calculator',
+      'args': {'e': '2+3'}}]},
+     {'role': 'tool', 'content': '5', 'name': 'calculator', 'tool_call_id': 'c1'},
+     {'role': 'assistant', 'content': '5.'}]
+    """
+    entries: list[dict[str, Any]] = []
+    for message in messages:
+        if isinstance(message, HumanMessage):
+            entries.append({"role": "user", "content": message.text})
+        elif isinstance(message, AIMessage):
+            entry: dict[str, Any] = {"role": "assistant", "content": message.text}
+            if thinking := message.additional_kwargs.get("reasoning_content"):
+                entry["thinking"] = str(thinking)
+            if message.tool_calls:
+                entry["tool_calls"] = [
+                    {"id": c["id"], "name": c["name"], "args": c["args"]}
+                    for c in message.tool_calls
+                ]
+            if reason := message.response_metadata.get("interrupted"):
+                entry["interrupted"] = str(reason)
+            if model := message.response_metadata.get("model_name"):
+                entry["model"] = str(model)
+            entries.append(entry)
+        elif isinstance(message, ToolMessage):
+            entry = {"role": "tool", "content": message.text, "name": message.name or ""}
+            entry["tool_call_id"] = message.tool_call_id
+            if message.status == "error":
+                entry["is_error"] = True
+            entries.append(entry)
+    return entries
+
+
+def to_json(
+    messages: Sequence[AnyMessage], *, session_id: str, title: str, exported_at: str
+) -> str:
+    document = {
+        "session_id": session_id,
+        "title": title,
+        "exported_at": exported_at,
+        "messages": message_dicts(messages),
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def to_markdown(messages: Sequence[AnyMessage], *, title: str, exported_at: str) -> str:
+    """A readable transcript: each turn under headings, tool calls as quoted blocks."""
+    lines = [f"# {title or 'Conversation'}", "", f"*Exported from OllamaStack, {exported_at}*"]
+    answering = False  # under an "Assistant" heading
+    for entry in message_dicts(messages):
+        if entry["role"] == "user":
+            lines += ["", "## You", "", entry["content"]]
+            answering = False
+            continue
+        if not answering:
+            lines += ["", "## Assistant"]
+            answering = True
+        if entry["role"] == "tool":
+            result = "\n".join(f"> {line}" for line in fenced(entry["content"]).splitlines())
+            lines += [">", result]
+            continue
+        text = entry["content"]
+        if reason := entry.get("interrupted"):
+            text = f"{text}\n\n{interrupted_note(reason)}" if text else interrupted_note(reason)
+        if text:
+            lines += ["", text]
+        for call in entry.get("tool_calls", []):
+            arguments = json.dumps(call["args"], ensure_ascii=False)
+            lines += ["", f"> Used tool `{call['name']}` with `{arguments}`"]
+    return "\n".join(lines) + "\n"
+
+
+def file_stem(title: str) -> str:
+    """A file name from a conversation title.
+
+    >>> file_stem("What is 2+3? Tell me!"), file_stem("")
+    ('what-is-2-3-tell-me', 'conversation')
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-")
+    return slug or "conversation"

@@ -1,0 +1,45 @@
+"""The page's own handlers: on load, the model picker, the status line and the conversations
+this browser remembers; the picker refreshed from Ollama; the status line for a chosen model."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ollamastack.agent.service_handle import ServiceHandle
+from ollamastack.errors import OllamaStackError
+from ollamastack.settings import Settings
+from ollamastack.web.edge import user_of
+from ollamastack.web.ui.conversations import Conversations, conversation_list, known_conversations
+from ollamastack.web.ui.status import model_picker, open_service, status_line, warn
+
+
+class PageHandlers:
+    """What the page shows around the chat, over one chat service."""
+
+    def __init__(self, settings: Settings, service: ServiceHandle) -> None:
+        self.settings = settings
+        self.service = service
+
+    async def load_page(
+        self, conversations: Conversations, model: str, request: gr.Request | None = None
+    ) -> tuple[dict, str, Conversations, dict]:
+        """Fill the model picker and status line; keep this browser's conversations that exist."""
+        core = await open_service(self.service)
+        picker, status = await self.refresh_models(model)
+        known = await known_conversations(core, user_of(request), conversations)
+        return picker, status, known, conversation_list(known)
+
+    async def refresh_models(self, model: str) -> tuple[dict, str]:
+        """The picker filled from Ollama, and the status line for the model it keeps."""
+        core = await open_service(self.service)
+        try:
+            models = await core.engines.list_models()
+        except OllamaStackError as error:
+            warn(str(error))
+            models = None
+        picker = model_picker(models, model, await core.engines.default_model())
+        return picker, await status_line(core.engines, picker["value"])
+
+    async def status(self, model: str) -> str:
+        core = await open_service(self.service)
+        return await status_line(core.engines, model or self.settings.model)
