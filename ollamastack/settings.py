@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import math
-import urllib.parse
 from pathlib import Path
 from typing import Annotated
 
@@ -19,77 +16,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ollamastack.validation import split_ollama_hosts
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are OllamaStack, a helpful assistant running on a private, local model. "
     "Use the tools when they help: calculator for arithmetic, text_analyzer for statistics "
     "about a text, current_time for the date and time, weather for current conditions. "
     "Answer concisely."
 )
-
-
-def normalize_ollama_host(value: str) -> str:
-    """Turn an `OLLAMA_HOST` value into a base URL, as the Ollama CLI does.
-
-    >>> normalize_ollama_host("localhost:11434")
-    'http://localhost:11434'
-    >>> normalize_ollama_host("0.0.0.0")
-    'http://127.0.0.1:11434'
-    >>> normalize_ollama_host("https://ollama.example.com")
-    'https://ollama.example.com:443'
-    >>> normalize_ollama_host("http://ollama:11434/")
-    'http://ollama:11434'
-    >>> normalize_ollama_host(":8080")
-    'http://127.0.0.1:8080'
-    >>> normalize_ollama_host("[::1]:11434")
-    'http://[::1]:11434'
-    >>> normalize_ollama_host("http://box:11434/proxy/")
-    'http://box:11434/proxy'
-    """
-    url = parse_host(value.strip()).rstrip("/")
-    return url.replace("://0.0.0.0:", "://127.0.0.1:")
-
-
-def parse_host(host: str) -> str:
-    """`scheme://host:port[/path]` from what `OLLAMA_HOST` may hold, by the rules of the
-    `ollama` client's own parser: no scheme means http on 11434; http and https without a
-    port mean 80 and 443; no host means 127.0.0.1; IPv6 keeps its brackets.
-
-    >>> parse_host(""), parse_host("box"), parse_host("http://box"), parse_host("https://box")
-    ('http://127.0.0.1:11434', 'http://box:11434', 'http://box:80', 'https://box:443')
-    >>> parse_host("http://[::1]:8080/api/"), parse_host("example.com:56789/path")
-    ('http://[::1]:8080/api', 'http://example.com:56789/path')
-    """
-    scheme, _, hostport = host.partition("://")
-    port = 11434
-    if not hostport:
-        scheme, hostport = "http", host
-    elif scheme == "http":
-        port = 80
-    elif scheme == "https":
-        port = 443
-    split = urllib.parse.urlsplit(f"{scheme}://{hostport}")
-    name = split.hostname or "127.0.0.1"
-    port = split.port or port  # ValueError for a port that is not a number
-    with contextlib.suppress(ValueError):
-        if isinstance(ipaddress.ip_address(name), ipaddress.IPv6Address):
-            name = f"[{name}]"
-    if path := split.path.strip("/"):
-        return f"{scheme}://{name}:{port}/{path}"
-    return f"{scheme}://{name}:{port}"
-
-
-def split_ollama_hosts(value: str) -> list[str]:
-    """`OLLAMA_HOST` as a comma-separated list of instances: each normalised, no repeats.
-
-    >>> split_ollama_hosts("gpu0:11434, http://gpu1:11434/")
-    ['http://gpu0:11434', 'http://gpu1:11434']
-    >>> split_ollama_hosts("localhost,http://localhost:11434,")
-    ['http://localhost:11434']
-    >>> split_ollama_hosts(" ")
-    ['http://127.0.0.1:11434']
-    """
-    hosts = [normalize_ollama_host(part) for part in value.split(",") if part.strip()]
-    return list(dict.fromkeys(hosts)) or [normalize_ollama_host("")]
 
 
 def _sqlite_url(data_dir: Path) -> str:
@@ -217,11 +151,50 @@ class Settings(BaseSettings):
         "every user. With a share link and no login, nobody may.",
     )
     log_content: bool = Field(False, description="Also write message text to the audit log.")
+    max_turns_per_user: Annotated[int, Field(ge=1, le=1024)] = Field(
+        4, description="Answers one user (one client address without login) may have "
+        "streaming at once; one more is refused until one ends.",
+    )
+    login_attempts: Annotated[int, Field(ge=1, le=1000)] = Field(
+        5, description="Failed logins a minute per username and per client address before "
+        "each further try waits (the wait doubles with each failure).",
+    )
+    trusted_proxies: str = Field(
+        "", description="Addresses of reverse proxies (nginx) whose X-Forwarded-For names the "
+        "client, comma-separated; no other sender is believed. Empty: none.",
+    )
+    max_upload_mb: Annotated[float, Field(gt=0, le=10_000)] = Field(
+        20, description="Largest file Gradio's upload route accepts, in MB.",
+    )
+    upload_retention: Annotated[int, Field(ge=60, le=30 * 86_400)] = Field(
+        3600, description="Seconds an uploaded or exported file is kept in Gradio's cache; "
+        "the cache is swept this often too.",
+    )
+    model_registries: str = Field(
+        "registry.ollama.ai,hf.co,huggingface.co",
+        description="Registry hosts a model name may start with when pulling "
+        "(comma-separated); a name without a host pulls from Ollama's own registry.",
+    )
 
     @field_validator("admin_users")
     @classmethod
     def _admins(cls, value: str) -> str:
         return ",".join(name.strip() for name in value.split(",") if name.strip())
+
+    @field_validator("trusted_proxies", "model_registries")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        return ",".join(name.strip().lower() for name in value.split(",") if name.strip())
+
+    @property
+    def proxies(self) -> frozenset[str]:
+        """The addresses of `trusted_proxies`."""
+        return frozenset(filter(None, self.trusted_proxies.split(",")))
+
+    @property
+    def registries(self) -> frozenset[str]:
+        """The registry hosts of `model_registries`."""
+        return frozenset(filter(None, self.model_registries.split(",")))
 
     @property
     def admins(self) -> frozenset[str]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import math
 import re
+import urllib.parse
 import uuid
 
 from ollamastack.errors import InvalidInput
@@ -101,3 +104,68 @@ def temperature(value: object) -> float:
     if isinstance(value, bool) or not math.isfinite(number) or not 0 <= number <= 2:
         raise InvalidInput("The temperature must be a number from 0 to 2.")
     return number
+
+
+def normalize_ollama_host(value: str) -> str:
+    """Turn an `OLLAMA_HOST` value into a base URL, as the Ollama CLI does.
+
+    >>> normalize_ollama_host("localhost:11434")
+    'http://localhost:11434'
+    >>> normalize_ollama_host("0.0.0.0")
+    'http://127.0.0.1:11434'
+    >>> normalize_ollama_host("https://ollama.example.com")
+    'https://ollama.example.com:443'
+    >>> normalize_ollama_host("http://ollama:11434/")
+    'http://ollama:11434'
+    >>> normalize_ollama_host(":8080")
+    'http://127.0.0.1:8080'
+    >>> normalize_ollama_host("[::1]:11434")
+    'http://[::1]:11434'
+    >>> normalize_ollama_host("http://box:11434/proxy/")
+    'http://box:11434/proxy'
+    """
+    url = parse_host(value.strip()).rstrip("/")
+    return url.replace("://0.0.0.0:", "://127.0.0.1:")
+
+
+def parse_host(host: str) -> str:
+    """`scheme://host:port[/path]` from what `OLLAMA_HOST` may hold, by the rules of the
+    `ollama` client's own parser: no scheme means http on 11434; http and https without a
+    port mean 80 and 443; no host means 127.0.0.1; IPv6 keeps its brackets.
+
+    >>> parse_host(""), parse_host("box"), parse_host("http://box"), parse_host("https://box")
+    ('http://127.0.0.1:11434', 'http://box:11434', 'http://box:80', 'https://box:443')
+    >>> parse_host("http://[::1]:8080/api/"), parse_host("example.com:56789/path")
+    ('http://[::1]:8080/api', 'http://example.com:56789/path')
+    """
+    scheme, _, hostport = host.partition("://")
+    port = 11434
+    if not hostport:
+        scheme, hostport = "http", host
+    elif scheme == "http":
+        port = 80
+    elif scheme == "https":
+        port = 443
+    split = urllib.parse.urlsplit(f"{scheme}://{hostport}")
+    name = split.hostname or "127.0.0.1"
+    port = split.port or port  # ValueError for a port that is not a number
+    with contextlib.suppress(ValueError):
+        if isinstance(ipaddress.ip_address(name), ipaddress.IPv6Address):
+            name = f"[{name}]"
+    if path := split.path.strip("/"):
+        return f"{scheme}://{name}:{port}/{path}"
+    return f"{scheme}://{name}:{port}"
+
+
+def split_ollama_hosts(value: str) -> list[str]:
+    """`OLLAMA_HOST` as a comma-separated list of instances: each normalised, no repeats.
+
+    >>> split_ollama_hosts("gpu0:11434, http://gpu1:11434/")
+    ['http://gpu0:11434', 'http://gpu1:11434']
+    >>> split_ollama_hosts("localhost,http://localhost:11434,")
+    ['http://localhost:11434']
+    >>> split_ollama_hosts(" ")
+    ['http://127.0.0.1:11434']
+    """
+    hosts = [normalize_ollama_host(part) for part in value.split(",") if part.strip()]
+    return list(dict.fromkeys(hosts)) or [normalize_ollama_host("")]

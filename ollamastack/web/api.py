@@ -1,7 +1,7 @@
 """The named API: the endpoints on Gradio's "Use via API" page, and MCP tools when enabled.
 
 Each endpoint is a thin layer over the chat service: the user comes from the request (the
-core checks ownership), the core validates, and `user_errors` turns its typed errors into
+service checks ownership), the service validates, and `user_errors` turns its typed errors into
 `gr.Error`s, the only errors whose text reaches a client. The `Edge` it shares with the page
 counts messages against the rate limit, decides who may manage models, and records every
 call in the audit log.
@@ -46,13 +46,13 @@ class NamedApi:
     def __init__(
         self,
         settings: Settings,
-        service: ServiceHandle,
+        handle: ServiceHandle,
         edge: Edge,
         *,
         update_interval: float = FRAME_SECONDS,
     ) -> None:
         self.settings = settings
-        self.service = service
+        self.handle = handle
         self.edge = edge
         self.update_interval = update_interval  # /chat: one dict per frame; 0 sends each event
 
@@ -80,14 +80,14 @@ class NamedApi:
             system_prompt: Instructions for the model; empty uses the server's default prompt.
         """
         caller = caller_of(request)
-        audited = self.edge.record(
+        audited = self.edge.audit(
             "/chat", caller, session_id=str(session_id), model=str(model or self.settings.model),
             message=message if isinstance(message, str) else None,
         )
         with user_errors(), audited as entry:
             self.edge.count_message(caller)
-            core = await self.service.get()
-            turn = core.stream_turn(
+            service = await self.handle.get()
+            turn = service.stream_turn(
                 message,
                 session_id=session_id,
                 user=caller.user,
@@ -121,8 +121,8 @@ class NamedApi:
         (embedded: true), with their size, parameters, quantization and capabilities
         ("tools": can call tools, "thinking": reasons before answering)."""
         with user_errors():
-            core = await self.service.get()
-            return [model_entry(m) for m in await core.engines.list_models()]
+            service = await self.handle.get()
+            return [model_entry(m) for m in await service.engines.list_models()]
 
     async def health(self) -> HealthInfo:
         """Whether Ollama is reachable, where, which version, and how many models it has;
@@ -132,8 +132,8 @@ class NamedApi:
         Never fails: an unreachable Ollama is reported as status "unavailable".
         """
         try:
-            core = await self.service.get()
-            health = await core.engines.health()
+            service = await self.handle.get()
+            health = await service.engines.health()
         except Exception:
             log.exception("health check failed")
             health = Health(False, self.settings.ollama_host)
@@ -150,17 +150,17 @@ class NamedApi:
             session_id: The conversation, as returned by /chat or /sessions.
         """
         caller = caller_of(request)
-        with user_errors(), self.edge.record("/history", caller, session_id=str(session_id)):
-            core = await self.service.get()
-            messages = await core.history(session_id, caller.user)
+        with user_errors(), self.edge.audit("/history", caller, session_id=str(session_id)):
+            service = await self.handle.get()
+            messages = await service.history(session_id, caller.user)
             return [message_entry(m) for m in messages]
 
     async def sessions(self, request: gr.Request | None = None) -> list[SessionEntry]:
         """Your conversations, most recently active first, titled by their first message."""
         caller = caller_of(request)
-        with user_errors(), self.edge.record("/sessions", caller):
-            core = await self.service.get()
-            return [session_entry(s) for s in await core.sessions(caller.user)]
+        with user_errors(), self.edge.audit("/sessions", caller):
+            service = await self.handle.get()
+            return [session_entry(s) for s in await service.sessions(caller.user)]
 
     async def delete_session(self, session_id: str, request: gr.Request | None = None) -> dict:
         """Delete a conversation and everything stored for it.
@@ -169,10 +169,10 @@ class NamedApi:
             session_id: The conversation, as returned by /chat or /sessions.
         """
         caller = caller_of(request)
-        audited = self.edge.record("/delete_session", caller, session_id=str(session_id))
+        audited = self.edge.audit("/delete_session", caller, session_id=str(session_id))
         with user_errors(), audited:
-            core = await self.service.get()
-            await core.delete_session(session_id, caller.user)
+            service = await self.handle.get()
+            await service.delete_session(session_id, caller.user)
             return {"session_id": session_id, "deleted": True}
 
     async def pull_model(
@@ -187,11 +187,11 @@ class NamedApi:
             name: The model, as `ollama pull` takes it (e.g. llama3.2 or qwen3:8b).
         """
         caller = caller_of(request)
-        with user_errors(), self.edge.record("/pull_model", caller, model=str(name)):
+        with user_errors(), self.edge.audit("/pull_model", caller, model=str(name)):
             self.edge.check_models(caller)
             name = validation.model_name(name)
-            core = await self.service.get()
-            async with aclosing(core.engines.pull(name)) as progress:
+            service = await self.handle.get()
+            async with aclosing(service.engines.pull(name)) as progress:
                 async for step in progress:
                     yield pull_status(step)
 
@@ -202,23 +202,23 @@ class NamedApi:
             name: The model, as /models lists it.
         """
         caller = caller_of(request)
-        with user_errors(), self.edge.record("/delete_model", caller, model=str(name)):
+        with user_errors(), self.edge.audit("/delete_model", caller, model=str(name)):
             self.edge.check_models(caller)
             name = validation.model_name(name)
-            core = await self.service.get()
-            await core.engines.delete(name)
+            service = await self.handle.get()
+            await service.engines.delete(name)
             return {"name": name, "deleted": True}
 
 
 def register_api(
     settings: Settings,
-    service: ServiceHandle,
+    handle: ServiceHandle,
     edge: Edge,
     *,
     update_interval: float = FRAME_SECONDS,
 ) -> NamedApi:
     """Register every endpoint inside the open Blocks; returns the object serving them."""
-    api = NamedApi(settings, service, edge, update_interval=update_interval)
+    api = NamedApi(settings, handle, edge, update_interval=update_interval)
     endpoints: list[Any] = [
         api.chat,
         api.models,

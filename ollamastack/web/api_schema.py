@@ -1,4 +1,4 @@
-"""What the named API sends: typed dicts, and the pure conversions from the core into them.
+"""What the named API sends: typed dicts, and the pure conversions from the service into them.
 
 The TypedDicts are the contract clients are written against; Gradio also turns them into
 the output types on the "Use via API" page.
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ollamastack.events import Event, TextDelta, ThinkingDelta, ToolCall, ToolResult
 
-if TYPE_CHECKING:  # the core's types: LangChain and LangGraph load on first use, not at start-up
+if TYPE_CHECKING:  # LangChain and LangGraph load on first use, not at start-up
     from langchain_core.messages import AnyMessage
 
     from ollamastack.engines.types import ModelInfo, PullProgress

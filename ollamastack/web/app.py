@@ -32,20 +32,20 @@ log = logging.getLogger(__name__)
 @dataclass
 class WebApp:
     blocks: gr.Blocks
-    service: ServiceHandle
+    handle: ServiceHandle
     edge: Edge
     api: NamedApi
 
     async def health(self) -> Health:
         """Ollama's health; first, a PostgreSQL that went down since the service opened
         raises `DatabaseUnavailable` (a SQLite file is part of this process)."""
-        core = await self.service.get()
-        settings = self.service.settings
+        service = await self.handle.get()
+        settings = self.handle.settings
         if settings.on_postgres:
             from ollamastack.storage.memory import check_postgres
 
             await check_postgres(settings.database_url)
-        return await core.engines.health()
+        return await service.engines.health()
 
     def app_kwargs(self) -> dict[str, Any]:
         """The health route, security headers, forgetting one-off REST sessions, loading the
@@ -56,7 +56,7 @@ class WebApp:
             loading = asyncio.get_running_loop().run_in_executor(None, preload_core)
             yield
             await loading
-            await self.service.close()
+            await self.handle.close()
 
         middleware = [Middleware(HealthAndHeaders, health=self.health)]
         middleware += [Middleware(m) for m in gradio_patches.rest_session_middleware()]
@@ -86,15 +86,15 @@ def build_app(settings: Settings, *, update_interval: float = FRAME_SECONDS) -> 
 
     `update_interval`: how often /chat sends the answer so far while it streams (0: after
     every token, as tests that check each one want)."""
-    service = ServiceHandle(settings)
+    handle = ServiceHandle(settings)
     edge = Edge(settings)  # one rate limit and audit log for the page and the API
     with gr.Blocks(title="OllamaStack") as blocks:
-        build_ui(blocks, settings, service, edge)
-        api = register_api(settings, service, edge, update_interval=update_interval)
+        build_ui(blocks, settings, handle, edge)
+        api = register_api(settings, handle, edge, update_interval=update_interval)
     # Never Gradio's default of one generation at a time for the whole server.
     blocks.queue(default_concurrency_limit=settings.concurrency)
     gradio_patches.apply(blocks)
-    return WebApp(blocks, service, edge, api)
+    return WebApp(blocks, handle, edge, api)
 
 
 def private_paths(settings: Settings) -> list[str]:

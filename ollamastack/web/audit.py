@@ -89,9 +89,10 @@ class Entry:
         elif self.outcome == "error":
             self.error = type(error).__name__  # its text may hold anything: see the app's log
 
-    def record(self, latency: float, *, log_content: bool) -> dict[str, Any]:
+    def line(self, latency: float, *, log_content: bool) -> dict[str, Any]:
+        """The JSON object written for this entry."""
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        record: dict[str, Any] = {
+        line: dict[str, Any] = {
             "time": now,
             "user": _short(self.user),
             "client": _short(self.client),
@@ -102,10 +103,10 @@ class Entry:
             "latency_s": round(latency, 4),
         }
         if self.error:
-            record["error"] = self.error
+            line["error"] = self.error
         if log_content and self.message is not None:
-            record["message"] = self.message
-        return record
+            line["message"] = self.message
+        return line
 
 
 def _short(text: str) -> str:
@@ -128,7 +129,7 @@ class AuditLog:
         self._lock = threading.Lock()
 
     @contextmanager
-    def record(self, endpoint: str, user: str, client: str, **fields: Any) -> Iterator[Entry]:
+    def entry(self, endpoint: str, user: str, client: str, **fields: Any) -> Iterator[Entry]:
         """Time the block and write its entry when it ends, however it ends."""
         entry = Entry(endpoint, user, client, **fields)
         started = time.perf_counter()
@@ -138,10 +139,10 @@ class AuditLog:
             entry.fail(error)
             raise
         finally:
-            self.write(entry.record(time.perf_counter() - started, log_content=self.log_content))
+            self.write(entry.line(time.perf_counter() - started, log_content=self.log_content))
 
-    def write(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+    def write(self, fields: dict[str, Any]) -> None:
+        line = (json.dumps(fields, ensure_ascii=False) + "\n").encode("utf-8", "replace")
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Streaming at a frame rate: the core's events grouped into frames, at most ~20 a second.
+"""Streaming at a frame rate: the chat service's events grouped into frames, at most ~20 a second.
 
 Sending the whole answer so far after every token costs a client update per token (Gradio
 diffs, serialises and queues each one), so the API and the page send one update per frame:

@@ -1,4 +1,4 @@
-"""Where the core meets Gradio: who is asking, what they may do, and errors a client can read.
+"""Where the service meets Gradio: who is asking, what they may do, and errors a client can read.
 
 One `Edge` per app is shared by the page and the API, so a client meets the same rate limit,
 the same model-management rule and the same audit log whichever way it comes in.
@@ -81,7 +81,7 @@ class Edge:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit, clock=clock)
-        self.audit = AuditLog(settings.data_dir / AUDIT_FILE, log_content=settings.log_content)
+        self.audit_log = AuditLog(settings.data_dir / AUDIT_FILE, log_content=settings.log_content)
 
     def count_message(self, caller: Caller) -> None:
         """One more message from `caller`, or `RateLimited` saying when to try again."""
@@ -92,11 +92,11 @@ class Edge:
         if reason := models_refusal(self.settings, caller.user):
             raise NotAllowed(reason)
 
-    def record(
+    def audit(
         self, endpoint: str, caller: Caller, **fields: Any
     ) -> AbstractContextManager[Entry]:
         """The audit entry of one request, written when the `with` block ends."""
-        return self.audit.record(endpoint, caller.user, caller.client, **fields)
+        return self.audit_log.entry(endpoint, caller.user, caller.client, **fields)
 
 
 @contextmanager

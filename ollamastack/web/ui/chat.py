@@ -2,7 +2,7 @@
 page's load, model picker and status line are `ui_page.py`'s).
 
 Plain async functions of the page's values: `build_ui` wires them to the components, tests
-call them directly. The user always comes from the request (login), so the core's owner
+call them directly. The user always comes from the request (login), so the chat service's owner
 checks apply to every call; the `Edge` shared with the API counts each message against the
 rate limit and records each turn in the audit log.
 """
@@ -58,14 +58,14 @@ class ChatHandlers:
     def __init__(
         self,
         settings: Settings,
-        service: ServiceHandle,
+        handle: ServiceHandle,
         *,
         edge: Edge | None = None,
         update_interval: float = UPDATE_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.service = service
+        self.handle = handle
         self.edge = edge or Edge(settings)
         self.update_interval = update_interval
         self.clock = clock
@@ -96,7 +96,7 @@ class ChatHandlers:
             return
         caller = caller_of(request)
         model = model or self.settings.model
-        audited = self.edge.record(
+        audited = self.edge.audit(
             "ui_send", caller, session_id=session_id or "", model=model, message=message
         )
         with audited as entry:
@@ -124,25 +124,25 @@ class ChatHandlers:
         """Ask the last message again: its turn is forgotten and answered anew."""
         caller = caller_of(request)
         model = model or self.settings.model
-        with self.edge.record("ui_retry", caller, session_id=session_id, model=model) as entry:
+        with self.edge.audit("ui_retry", caller, session_id=session_id, model=model) as entry:
             if not self._counted(entry, caller):  # before the undo: the turn stays
                 yield TurnUpdate()
                 return
-            core = await open_service(self.service)
+            service = await open_service(self.handle)
             try:  # what the turn checks first: if it would fail, keep the turn there is
-                await core.engines.capabilities(model)
+                await service.engines.capabilities(model)
             except OllamaStackError as error:
                 entry.fail(error)
                 warn(str(error))
-                yield TurnUpdate(status=await status_line(core.engines, model))
+                yield TurnUpdate(status=await status_line(service.engines, model))
                 return
-            text = await self._undo(core, session_id, caller.user)
+            text = await self._undo(service, session_id, caller.user)
             if not text:
                 yield TurnUpdate()
                 return
             entry.message = text
             with toast_errors():
-                messages = await core.history(session_id, caller.user)
+                messages = await service.history(session_id, caller.user)
             history = history_view(messages, show_thinking=show_thinking)
             options = (model, temperature, system_prompt, show_thinking)
             turn = self._turn(text, history, session_id, None, *options, caller.user, entry)
@@ -155,13 +155,13 @@ class ChatHandlers:
     ) -> tuple[Any, Any]:
         """Forget the last turn; its message goes back into the box to edit: (chat, box)."""
         caller = caller_of(request)
-        with self.edge.record("ui_undo", caller, session_id=session_id):
-            core = await open_service(self.service)
-            text = await self._undo(core, session_id, caller.user)
+        with self.edge.audit("ui_undo", caller, session_id=session_id):
+            service = await open_service(self.handle)
+            text = await self._undo(service, session_id, caller.user)
             if not text:
                 return SKIP, SKIP
             with toast_errors():
-                messages = await core.history(session_id, caller.user)
+                messages = await service.history(session_id, caller.user)
             return history_view(messages, show_thinking=show_thinking), text
 
     async def settle(
@@ -179,19 +179,19 @@ class ChatHandlers:
         where the partial answer is stored, marked as stopped.
         """
         user = user_of(request)
-        core = await open_service(self.service)
+        service = await open_service(self.handle)
         chat: Any = SKIP
         if session_id and streaming:
             if (running := self._turns.get(session_id)) is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(running.wait(), SETTLE_TIMEOUT)
             with toast_errors():
-                messages = await core.history(session_id, user)
+                messages = await service.history(session_id, user)
             chat = history_view(messages, show_thinking=show_thinking)
         ids = [c for c in conversations or [] if isinstance(c, dict)]
         if session_id and all(c.get("id") != session_id for c in ids):
             ids.insert(0, {"id": session_id, "title": ""})
-        known = await known_conversations(core, user, ids)
+        known = await known_conversations(service, user, ids)
         return chat, False, known, conversation_list(known, session_id)
 
     async def _turn(
@@ -207,7 +207,7 @@ class ChatHandlers:
         user: str,
         entry: Entry,
     ) -> AsyncIterator[TurnUpdate]:
-        core = await open_service(self.service)
+        service = await open_service(self.handle)
         if session_id in self._turns:
             entry.outcome, entry.error = "refused", BUSY
             warn(BUSY)
@@ -219,11 +219,11 @@ class ChatHandlers:
             self._turns[key] = stored
         try:
             view = TurnView(
-                show_thinking=show_thinking, waiting=await waiting_title(core.engines, model)
+                show_thinking=show_thinking, waiting=await waiting_title(service.engines, model)
             )
             chat = [*history, gr.ChatMessage(role="user", content=message.strip())]
             yield TurnUpdate([*chat, *view.messages()], "", streaming=True)
-            events = core.stream_turn(
+            events = service.stream_turn(
                 message,
                 session_id=session_id,
                 user=user,
@@ -261,7 +261,7 @@ class ChatHandlers:
             if failure is not None:
                 entry.fail(failure)
                 warn(str(failure))
-            status = await status_line(core.engines, model)
+            status = await status_line(service.engines, model)
             yield TurnUpdate([*chat, *view.messages()], status=status, streaming=False)
         finally:
             stored.set()
@@ -289,7 +289,7 @@ class ChatHandlers:
         mine = [{"id": session_id, "title": title}, *conversations]
         return {"conversations": mine, "listing": conversation_list(mine, session_id)}
 
-    async def _undo(self, core: ChatService, session_id: str, user: str) -> str:
+    async def _undo(self, service: ChatService, session_id: str, user: str) -> str:
         if not session_id:
             warn("There is nothing to undo or retry yet.")
             return ""
@@ -297,7 +297,7 @@ class ChatHandlers:
             warn(BUSY)
             return ""
         with toast_errors():
-            text = await core.undo_last_turn(session_id, user)
+            text = await service.undo_last_turn(session_id, user)
         if not text:
             warn("There is nothing to undo or retry yet.")
         return text

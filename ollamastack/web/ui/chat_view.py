@@ -1,6 +1,6 @@
 """What the chat panel shows: stored messages and streamed events as Gradio chat messages.
 
-Pure functions and a small state machine, no I/O: the UI feeds them what the core returns.
+Pure functions and a small state machine, no I/O: the UI feeds them what the service returns.
 Each tool call is its own collapsible message (metadata title, status pending -> done,
 duration), as in Gradio's agent demos; a thinking model's reasoning is its own collapsible
 message too, never part of the answer.
@@ -209,7 +209,7 @@ class _Part:
 
 
 class TurnView:
-    """The assistant's side of one turn, built from the core's events as they stream.
+    """The assistant's side of one turn, built from the chat service's events as they stream.
 
     `apply` returns True when the event changed the structure (a tool started or finished,
     the turn ended): the UI sends such updates at once and coalesces the rest.

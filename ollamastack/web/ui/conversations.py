@@ -37,7 +37,7 @@ def conversation_list(conversations: Conversations, selected: str = "") -> dict:
 
 
 async def known_conversations(
-    core: ChatService, user: str, conversations: Sequence[Any]
+    service: ChatService, user: str, conversations: Sequence[Any]
 ) -> Conversations:
     """The browser's conversations that the server still has for `user`, newest first.
 
@@ -45,7 +45,7 @@ async def known_conversations(
     conversation was deleted elsewhere, are dropped.
     """
     with toast_errors():
-        stored = await core.sessions(user)
+        stored = await service.sessions(user)
     ids = {c.get("id") for c in conversations if isinstance(c, dict)}
     return [{"id": s.id, "title": s.title or NO_TITLE} for s in stored if s.id in ids]
 
@@ -54,11 +54,11 @@ class ConversationHandlers:
     """Opening, deleting and exporting conversations; `answering` holds sessions mid-turn."""
 
     def __init__(
-        self, service: ServiceHandle, *, answering: Container[str] = (), edge: Edge | None = None
+        self, handle: ServiceHandle, *, answering: Container[str] = (), edge: Edge | None = None
     ) -> None:
-        self.service = service
+        self.handle = handle
         self.answering = answering
-        self.edge = edge or Edge(service.settings)
+        self.edge = edge or Edge(handle.settings)
         self._exports: Path | None = None
 
     def new_chat(self) -> tuple[list, str, dict, str]:
@@ -74,16 +74,16 @@ class ConversationHandlers:
     ) -> tuple[Any, Any, Conversations, dict]:
         """Reload a conversation from the server's memory: (chat, session, conversations, list)."""
         caller = caller_of(request)
-        core = await open_service(self.service)
+        service = await open_service(self.handle)
         if not session_id:
             return SKIP, SKIP, conversations, SKIP
-        with self.edge.record("ui_open", caller, session_id=str(session_id)) as entry:
+        with self.edge.audit("ui_open", caller, session_id=str(session_id)) as entry:
             try:
-                messages = await core.history(session_id, caller.user)
+                messages = await service.history(session_id, caller.user)
             except OllamaStackError as error:
                 entry.fail(error)
                 warn(str(error))
-                known = await known_conversations(core, caller.user, conversations)
+                known = await known_conversations(service, caller.user, conversations)
                 return SKIP, SKIP, known, conversation_list(known)
         return history_view(messages, show_thinking=show_thinking), session_id, conversations, SKIP
 
@@ -93,9 +93,9 @@ class ConversationHandlers:
         """The open conversation drawn again from memory (the thinking toggle changed)."""
         if not session_id or session_id in self.answering:
             return SKIP
-        core = await open_service(self.service)
+        service = await open_service(self.handle)
         with toast_errors():
-            messages = await core.history(session_id, user_of(request))
+            messages = await service.history(session_id, user_of(request))
         return history_view(messages, show_thinking=show_thinking)
 
     async def delete_conversation(
@@ -104,18 +104,18 @@ class ConversationHandlers:
         """Delete the open conversation here and in memory: (chat, session, conversations, list)."""
         caller = caller_of(request)
         user = caller.user
-        core = await open_service(self.service)
+        service = await open_service(self.handle)
         if not session_id:
             warn("Open a conversation to delete it.")
             return SKIP, "", conversations, SKIP
         if session_id in self.answering:
             warn("This conversation is still answering: press Stop first.")
             return SKIP, session_id, conversations, SKIP
-        with self.edge.record("ui_delete_conversation", caller, session_id=session_id):
+        with self.edge.audit("ui_delete_conversation", caller, session_id=session_id):
             with toast_errors():
-                await core.delete_session(session_id, user)
+                await service.delete_session(session_id, user)
         kept = [c for c in conversations if c.get("id") != session_id]
-        known = await known_conversations(core, user, kept)
+        known = await known_conversations(service, user, kept)
         return [], "", known, conversation_list(known)
 
     def hide_export(self) -> dict:
@@ -133,14 +133,14 @@ class ConversationHandlers:
         if not session_id:
             warn("There is no conversation to export yet.")
             return gr.update(value=None, visible=False)
-        with self.edge.record(f"ui_export_{kind}", caller, session_id=session_id):
+        with self.edge.audit(f"ui_export_{kind}", caller, session_id=session_id):
             return await self._write_export(session_id, kind, caller.user)
 
     async def _write_export(self, session_id: str, kind: str, user: str) -> dict:
-        core = await open_service(self.service)
+        service = await open_service(self.handle)
         with toast_errors():
-            messages = await core.history(session_id, user)
-            title = next((s.title for s in await core.sessions(user) if s.id == session_id), "")
+            messages = await service.history(session_id, user)
+            title = next((s.title for s in await service.sessions(user) if s.id == session_id), "")
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         if kind == "md":
             text = transcript.to_markdown(messages, title=title, exported_at=stamp)

@@ -29,12 +29,12 @@ def _browser_key(settings: Settings) -> str:
     return hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
 
 
-def build_ui(blocks: gr.Blocks, settings: Settings, service: ServiceHandle, edge: Edge) -> None:
+def build_ui(blocks: gr.Blocks, settings: Settings, handle: ServiceHandle, edge: Edge) -> None:
     """Lay out the page inside `blocks` (open) and wire its events."""
-    page = PageHandlers(settings, service)
-    chat = ChatHandlers(settings, service, edge=edge)
-    sessions = ConversationHandlers(service, answering=chat.answering, edge=edge)
-    models = ModelsHandlers(service, edge=edge)
+    page = PageHandlers(settings, handle)
+    chat = ChatHandlers(settings, handle, edge=edge)
+    sessions = ConversationHandlers(handle, answering=chat.answering, edge=edge)
+    models = ModelsHandlers(handle, edge=edge)
     key = _browser_key(settings)
     conversations = gr.BrowserState(
         [], storage_key=f"ollamastack-conversations-{key}", secret=f"ollamastack-{key}"

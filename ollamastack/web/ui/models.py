@@ -101,23 +101,23 @@ class ModelsHandlers:
 
     def __init__(
         self,
-        service: ServiceHandle,
+        handle: ServiceHandle,
         *,
         edge: Edge | None = None,
         update_interval: float = PROGRESS_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.service = service
-        self.edge = edge or Edge(service.settings)
+        self.handle = handle
+        self.edge = edge or Edge(handle.settings)
         self.update_interval = update_interval
         self.clock = clock
 
     async def table(self) -> tuple[list[list[str]], dict]:
         """(rows of the models table, choices of the delete picker)."""
-        core = await open_service(self.service)
+        service = await open_service(self.handle)
         try:
-            models = await core.engines.list_models()
-            running = {m.name for m in await core.engines.running_models()}
+            models = await service.engines.list_models()
+            running = {m.name for m in await service.engines.running_models()}
         except OllamaStackError as error:
             warn(str(error))
             return [], gr.update(choices=[], value=None)
@@ -129,7 +129,7 @@ class ModelsHandlers:
     ) -> AsyncIterator[tuple[Any, ...]]:
         """Pull `name`, streaming (progress, table, delete picker); the table ends refreshed."""
         caller = caller_of(request)
-        with self.edge.record("ui_pull", caller, model=str(name)) as entry:
+        with self.edge.audit("ui_pull", caller, model=str(name)) as entry:
             try:
                 self.edge.check_models(caller)
                 name = validation.model_name(name)
@@ -138,12 +138,12 @@ class ModelsHandlers:
                 warn(str(error))
                 yield note(str(error)), SKIP, SKIP
                 return
-            core = await open_service(self.service)
+            service = await open_service(self.handle)
             tracker = PullTracker(status="starting")
             yield tracker.html(name), SKIP, SKIP
             last = self.clock()
             try:
-                async with aclosing(core.engines.pull(name)) as steps:
+                async with aclosing(service.engines.pull(name)) as steps:
                     async for step in steps:
                         changed = step.status != tracker.status and not step.digest
                         tracker.add(step)
@@ -181,12 +181,12 @@ class ModelsHandlers:
         if not name:
             return hidden, SKIP, SKIP, ""
         caller = caller_of(request)
-        with self.edge.record("ui_delete_model", caller, model=str(name)) as entry:
+        with self.edge.audit("ui_delete_model", caller, model=str(name)) as entry:
             try:
                 self.edge.check_models(caller)
                 name = validation.model_name(name)
-                core = await open_service(self.service)
-                await core.engines.delete(name)
+                service = await open_service(self.handle)
+                await service.engines.delete(name)
             except OllamaStackError as error:
                 entry.fail(error)
                 warn(f"Could not delete {name}: {error}")

@@ -16,30 +16,30 @@ from ollamastack.web.ui.status import model_picker, open_service, status_line, w
 class PageHandlers:
     """What the page shows around the chat, over one chat service."""
 
-    def __init__(self, settings: Settings, service: ServiceHandle) -> None:
+    def __init__(self, settings: Settings, handle: ServiceHandle) -> None:
         self.settings = settings
-        self.service = service
+        self.handle = handle
 
     async def load_page(
         self, conversations: Conversations, model: str, request: gr.Request | None = None
     ) -> tuple[dict, str, Conversations, dict]:
         """Fill the model picker and status line; keep this browser's conversations that exist."""
-        core = await open_service(self.service)
+        service = await open_service(self.handle)
         picker, status = await self.refresh_models(model)
-        known = await known_conversations(core, user_of(request), conversations)
+        known = await known_conversations(service, user_of(request), conversations)
         return picker, status, known, conversation_list(known)
 
     async def refresh_models(self, model: str) -> tuple[dict, str]:
         """The picker filled from Ollama, and the status line for the model it keeps."""
-        core = await open_service(self.service)
+        service = await open_service(self.handle)
         try:
-            models = await core.engines.list_models()
+            models = await service.engines.list_models()
         except OllamaStackError as error:
             warn(str(error))
             models = None
-        picker = model_picker(models, model, await core.engines.default_model())
-        return picker, await status_line(core.engines, picker["value"])
+        picker = model_picker(models, model, await service.engines.default_model())
+        return picker, await status_line(service.engines, picker["value"])
 
     async def status(self, model: str) -> str:
-        core = await open_service(self.service)
-        return await status_line(core.engines, model or self.settings.model)
+        service = await open_service(self.handle)
+        return await status_line(service.engines, model or self.settings.model)

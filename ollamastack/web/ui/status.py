@@ -46,10 +46,10 @@ def toast_errors() -> Iterator[None]:
         ) from None
 
 
-async def open_service(service: ServiceHandle) -> ChatService:
+async def open_service(handle: ServiceHandle) -> ChatService:
     """The chat service for a page handler; when it cannot be opened, a red toast says why."""
     with toast_errors():
-        return await service.get()
+        return await handle.get()
 
 
 def full_name(model: str) -> str:
