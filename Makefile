@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.test-installed
 JS_STAMP   := tests/js/node_modules/.installed
 SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help run test lint audit bench bench-peers clean
+.PHONY: help run test lint audit bench bench-tools bench-peers clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -62,8 +62,13 @@ $(BENCH_STAMP): $(TEST_STAMP) requirements-bench.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
-bench: $(BENCH_STAMP) $(APT_STAMP)  ## Measure our overhead over Ollama; writes BENCHMARKS.md (BENCH_ARGS=--quick)
+bench: $(BENCH_STAMP) $(APT_STAMP) bench-tools  ## Measure our overhead over Ollama; writes BENCHMARKS.md (BENCH_ARGS=--quick)
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# The embedded model in each tool mode, on this CPU (about six minutes on two cores), and
+# text-call repair per shape on the test server (seconds). TOOLS_ARGS=--quick: 10 prompts.
+bench-tools: $(BENCH_STAMP)  ## Tool-use evaluation; writes BENCHMARKS-tools.md (TOOLS_ARGS=--quick)
+	$(PY) -m bench.tool_eval --output BENCHMARKS-tools.md $(TOOLS_ARGS)
 
 # Open WebUI, the peer (optional, never part of `make test`): its own venv, since it pins
 # hundreds of packages (torch and CUDA's libraries among them, about 7 GB) that must not meet ours.

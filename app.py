@@ -25,12 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(error, file=sys.stderr)
         return 2
+    from ollamastack.web.app import build_app, launch, startup_errors
+
+    if errors := startup_errors(settings):  # settings the app cannot serve together
+        print("\n".join(errors), file=sys.stderr)
+        return 2
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    from ollamastack.web.app import build_app, launch
-
     launch(build_app(settings), settings)
     return 0
 

@@ -46,10 +46,18 @@ class ModelNotFound(OllamaStackError):
 
 
 class OllamaError(OllamaStackError):
-    """Ollama answered with an error (runner crash, out of memory, bad request...)."""
+    """Ollama answered with an error (runner crash, out of memory, bad request...).
+
+    >>> str(OllamaError("x" * 1_500_000))[-40:]
+    'xxxxxxxxx… (1,500,000 characters in all)'
+    """
+
+    SHOWN_CHARS = 1000  # an error of megabytes is cut, not sent whole to the client
 
     def __init__(self, message: str, status_code: int = -1) -> None:
         self.status_code = status_code
+        if len(message) > self.SHOWN_CHARS:
+            message = f"{message[:self.SHOWN_CHARS]}… ({len(message):,} characters in all)"
         super().__init__(f"Ollama reported an error: {message}")
 
 
@@ -108,3 +116,13 @@ class SessionBusy(OllamaStackError):
 
     def __init__(self) -> None:
         super().__init__("This conversation is still answering: wait for it, or press Stop.")
+
+
+class TooManyTurns(OllamaStackError):
+    """A user already has as many answers streaming as one user may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You already have {limit} answers in progress, the most one user may have at once. "
+            "Wait for one to finish, or stop one."
+        )

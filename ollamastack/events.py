@@ -10,6 +10,8 @@ from ollamastack.errors import OllamaStackError
 # The result a tool call gets when its turn ends before the tool answered: stored with the
 # call (the conversation stays valid) and shown in the chat as the step's result.
 INTERRUPTED_TOOL = "The tool did not finish: the turn was interrupted."
+# Why a turn stopped early when its reader went away (Stop, a closed tab, a deleted chat).
+STOPPED_BY_USER = "stopped by the user"
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,7 @@ class Started:
     """The turn was accepted and its user message stored; first event of every turn."""
 
     session_id: str
+    model: str = ""  # the model that answers (the default, or the embedded fallback)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,21 @@ class TurnStats:
     time_to_first_token: float | None = None
     model_calls: int = 0
     done_reason: str = ""
+    messages_left_out: int = 0  # earlier messages the history window did not send
+
+    def add(self, metadata: dict[str, Any]) -> None:
+        """Count one model call from Ollama's counters (its last chunk's metadata).
+
+        >>> stats = TurnStats()
+        >>> stats.add({"prompt_eval_count": 9, "eval_count": 20, "eval_duration": 5e8})
+        >>> stats.completion_tokens, stats.tokens_per_second
+        (20, 40.0)
+        """
+        self.model_calls += 1
+        self.prompt_tokens += int(metadata.get("prompt_eval_count") or 0)
+        self.completion_tokens += int(metadata.get("eval_count") or 0)
+        self.eval_seconds += int(metadata.get("eval_duration") or 0) / 1e9
+        self.done_reason = str(metadata.get("done_reason") or "")
 
     @property
     def tokens_per_second(self) -> float:
@@ -79,6 +97,7 @@ class TurnStats:
             "total_seconds": round(self.total_seconds, 4),
             "model_calls": self.model_calls,
             "done_reason": self.done_reason,
+            "messages_left_out": self.messages_left_out,
         }
 
 
@@ -99,3 +118,20 @@ class TurnError:
 
 
 Event = Started | TextDelta | ThinkingDelta | ToolCall | ToolResult | Done | TurnError
+
+
+def answered_call(result: ToolResult, open_calls: list[tuple[str, str]]) -> int | None:
+    """Which of the calls still open (`(id, name)`, in order) `result` answers: the one with
+    its id, else the first of its tool's name; None when none is open.
+
+    >>> answered_call(ToolResult("b", "calc", "4"), [("a", "calc"), ("b", "calc")])
+    1
+    >>> answered_call(ToolResult("", "calc", "4"), [("a", "time"), ("b", "calc")])
+    1
+    >>> answered_call(ToolResult("x", "weather", "-"), [("a", "calc")]) is None
+    True
+    """
+    for index, (call_id, _) in enumerate(open_calls):
+        if result.id and call_id == result.id:
+            return index
+    return next((i for i, (_, name) in enumerate(open_calls) if name == result.name), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AliasChoices,
@@ -55,7 +55,18 @@ class Settings(BaseSettings):
     max_message_chars: Annotated[int, Field(ge=1, le=1_000_000)] = 4000
     num_ctx: Annotated[int, Field(ge=512, le=1_048_576)] = 8192
     history_tokens: Annotated[int, Field(ge=256)] = 6000
+    keep_alive: str = Field(
+        "", description="How long Ollama keeps a model loaded after a turn (`5m`, `1h`, `-1` "
+        "for ever, `0` to unload at once); empty: Ollama's own default (5 minutes).",
+        pattern=r"^(|-1|0|\d+(\.\d+)?(ms|s|m|h)?)$",
+    )
     max_tool_rounds: Annotated[int, Field(ge=0, le=50)] = 5
+    tool_mode: Literal["auto", "native", "prompted", "off"] = Field(
+        "auto", description="How tools reach a model: native (Ollama's tool calling; tool calls "
+        "written as text are repaired), prompted (the app picks the tool by rules or by asking "
+        "the model for a JSON choice), auto (native where the model has the tools "
+        "capability, else prompted), off.",
+    )
     request_timeout: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
     tool_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
@@ -160,8 +171,9 @@ class Settings(BaseSettings):
         "each further try waits (the wait doubles with each failure).",
     )
     trusted_proxies: str = Field(
-        "", description="Addresses of reverse proxies (nginx) whose X-Forwarded-For names the "
-        "client, comma-separated; no other sender is believed. Empty: none.",
+        "", description="Addresses or networks of reverse proxies (nginx) whose X-Forwarded-For "
+        "names the client, comma-separated (`*`: any sender, only when nothing else can reach "
+        "the app); no other sender is believed. Empty: none, loopback included.",
     )
     max_upload_mb: Annotated[float, Field(gt=0, le=10_000)] = Field(
         20, description="Largest file Gradio's upload route accepts, in MB.",
@@ -210,6 +222,19 @@ class Settings(BaseSettings):
     embedded_model: str = Field(
         "", description="A GGUF file for the embedded model; empty: the SmolLM2-135M one "
         "shipped in requirements-embedded.txt.",
+    )
+
+    embedded_max_tokens: Annotated[int, Field(ge=16, le=32_768)] = Field(
+        256, description="Longest answer of the embedded model, in tokens: a tiny model can "
+        "ramble until its context is full.",
+    )
+    embedded_repeat_penalty: Annotated[float, Field(ge=1, le=2)] = Field(
+        1.1, description="How much the embedded model is kept from repeating itself "
+        "(llama.cpp's repeat_penalty; 1 turns it off).",
+    )
+    embedded_threads: Annotated[int, Field(ge=0, le=256)] = Field(
+        0, description="CPU threads of the embedded model; 0: every core (measured fastest "
+        "on 2 cores, see BENCHMARKS.md).",
     )
 
     @field_validator("embedded_model")

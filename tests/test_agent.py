@@ -146,6 +146,7 @@ async def test_tool_round_trip(service: ChatService, ollama_server: FakeOllama):
         "tokens_per_second": 100.0,  # the server's nominal eval rate
         "model_calls": 2,
         "done_reason": "stop",
+        "messages_left_out": 0,
     }
     assert events[-1] == Done(session_id, events[-1].stats)
     assert second["messages"] == [
@@ -351,8 +352,10 @@ async def test_model_without_tools_still_chats(service: ChatService, ollama_serv
 
     events = await run_turn(service, "Hello", model="gemma3")
 
-    (request,) = ollama_server.chat_requests
-    assert request.get("tools", []) == []  # else the server answers 400 "does not support tools"
+    choice, request = ollama_server.chat_requests  # prompted mode: a JSON choice, no tool
+    for sent in (choice, request):
+        assert sent.get("tools", []) == []  # else the server answers 400 "does not support tools"
+    assert choice["format"]["anyOf"][0]["properties"]["tool"] == {"const": "none"}
     assert (request["model"], request["messages"]) == ("gemma3", [system(), user("Hello")])
     assert events[:-1] == [TextDelta("You"), TextDelta(" said:"), TextDelta(" Hello")]
     assert isinstance(events[-1], Done)

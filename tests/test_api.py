@@ -172,7 +172,8 @@ def test_chat_passes_model_temperature_and_system_prompt_to_ollama(
     ollama.enqueue_text("Ahoy!")
     outputs = chat(client, "Hello", "", "phi3:mini", 0.2, "Talk like a pirate.")
     assert outputs[-1]["content"] == "Ahoy!"
-    (request,) = ollama.chat_requests
+    choice, request = ollama.chat_requests  # prompted tools: a JSON choice ("none"), then it
+    assert choice["format"]["anyOf"][0]["properties"]["tool"] == {"const": "none"}
     assert (request["model"], request["options"]["temperature"], request["messages"][0]) == (
         "phi3:mini",
         0.2,
@@ -217,7 +218,7 @@ def test_chat_shows_each_tool_call_with_its_arguments_and_result(
 def test_chat_streams_a_thinking_models_reasoning_apart_from_the_answer(
     client: Client, ollama: OllamaView
 ) -> None:
-    ollama.add_model("qwen3", capabilities=("completion", "thinking"))
+    ollama.add_model("qwen3", capabilities=("completion", "tools", "thinking"))
     ollama.enqueue_thinking_text(thinking="Two plus two is four.", text="4")
     outputs = chat(client, "What is 2+2?", "", "qwen3")
     session = outputs[0]["session_id"]
@@ -299,7 +300,8 @@ def test_rest_calls_leave_no_gradio_session_state_behind(
         assert error is None and outputs[-1]["done"] is True
     outputs, error = run_raw(served.url, "/health", [])
     assert error is None and outputs[-1]["status"] == "ok"
-    assert set(holder.session_data) == before  # each REST call's made-up session is gone
+    # each REST call's made-up session is gone, once its result stream has ended on the server
+    eventually(lambda: set(holder.session_data), until=lambda s: s == before, n=True)
     assert client.predict(api_name="/health")["status"] == "ok"  # the named one still works
 
 

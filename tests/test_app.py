@@ -1,5 +1,6 @@
-"""`python app.py`: a bad setting stops start-up with one clear line; --share turns sharing on;
-once serving, the core loads in the background and start-up's objects are frozen."""
+"""`python app.py`: a bad setting, or settings the app cannot serve together, stop start-up
+with one clear line; --share turns sharing on; once serving, the core loads in the background
+and start-up's objects are frozen."""
 
 import gc
 import os
@@ -27,6 +28,20 @@ def test_a_bad_setting_stops_start_up_with_one_line(tmp_path: Path):
     assert done.stderr == (
         "Invalid setting OLLAMASTACK_TEMPERATURE: Input should be less than or equal to 2 "
         "(got '5')\n"
+    )
+
+
+def test_mcp_with_login_stops_start_up_with_one_line(tmp_path: Path):
+    """Gradio's MCP server runs each tool without the caller's login: every call would fail
+    (tests/test_logins.py has `launch` refusing it too)."""
+    done = run_app(env={"OLLAMASTACK_MCP": "true", "OLLAMASTACK_AUTH": "ann:pw"}, cwd=tmp_path)
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "OLLAMASTACK_MCP cannot be used with OLLAMASTACK_AUTH: Gradio's MCP server runs tools "
+        "without the caller's login, so every tool call would be refused. Turn one of them "
+        "off.\n"
     )
 
 

@@ -2,6 +2,10 @@
 page's send handler: each case gets a clear error and nothing is stored. A new case is one
 line of `CASES`.
 
+Model names to pull or delete (`PULLS`) go through /pull_model, /delete_model and the Models
+tab: outside Ollama's name grammar or naming a registry not in OLLAMASTACK_MODEL_REGISTRIES,
+nothing reaches Ollama.
+
 Calculator inputs built to hang or eat memory reach the calculator through the model (a
 scripted tool call): the tool refuses at once and the turn completes.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,12 +24,14 @@ from typing import Any, NamedTuple
 import pytest
 from gradio_client import Client
 
+from ollamastack import validation
 from ollamastack.agent.service import ChatService
 from ollamastack.agent.service_handle import ServiceHandle, open_chat_service
 from ollamastack.errors import OllamaStackError
 from ollamastack.events import TurnError
 from ollamastack.settings import Settings
 from ollamastack.web.ui.chat import ChatHandlers, TurnUpdate
+from ollamastack.web.ui.models import ModelsHandlers
 from tests.support.api_helpers import OllamaView, Served, run, run_raw, serve
 from tests.support.chat_helpers import assistant_calls, make_settings, run_turn, tool_message
 from tests.support.ollama_server import FakeOllama
@@ -41,6 +48,13 @@ def bad_model(name: str) -> str:
     return f"{name!r} is not a valid model name {rule}."
 
 
+def bad_registry(host: str, allowed: str = "hf.co/, huggingface.co/ or registry.ollama.ai/") -> str:
+    return (
+        f"The model registry {host!r} is not allowed here; "
+        f"a model name may start with {allowed}, or name no registry."
+    )
+
+
 def too_large(size: str) -> str:
     return f"Error: the result is too large ({size}; the limit is 3,000 digits)."
 
@@ -55,6 +69,9 @@ class Case(NamedTuple):
 CASES = [
     Case("empty", {"message": ""}, "The message is empty."),
     Case("whitespace", {"message": " \n\t "}, "The message is empty."),
+    Case("zero-width", {"message": "\u200b\u200c\u200d\u2060\ufeff"}, "The message is empty."),
+    Case("invisible", {"message": "\u00a0\u180e\u2028\u3000\u3164\u034f\ufe0f\u202e"},
+         "The message is empty."),
     Case("too-long", {"message": "x" * (LIMIT + 1)},
          f"The message is {LIMIT + 1} characters long; the limit is {LIMIT}."),
     Case("nul", {"message": "a\x00b"},
@@ -76,10 +93,13 @@ CASES = [
     Case("model-path", {"model": "../../etc/passwd"}, bad_model("../../etc/passwd")),
     Case("model-url", {"model": "http://evil.example/m"}, bad_model("http://evil.example/m")),
     Case("model-option", {"model": "llama3.2 --verbose"}, bad_model("llama3.2 --verbose")),
+    Case("model-metadata-address", {"model": "169.254.169.254/latest/meta-data"},
+         bad_registry("169.254.169.254")),
     Case("temperature-nan", {"temperature": math.nan}, TEMPERATURE),
     Case("temperature-inf", {"temperature": math.inf}, TEMPERATURE),
     Case("temperature-negative", {"temperature": -1}, TEMPERATURE),
     Case("temperature-3", {"temperature": 3}, TEMPERATURE),
+    Case("temperature-1-and-400-zeros", {"temperature": 10**400}, TEMPERATURE),  # no float
     Case("temperature-text", {"temperature": "abc"}, TEMPERATURE),
     Case("temperature-bool", {"temperature": True}, TEMPERATURE),
     Case("temperature-in-a-session", {"session_id": EXISTING, "temperature": "hot"}, TEMPERATURE),
@@ -102,6 +122,33 @@ CASES = [
     Case("calculator-10000-chars", {"calculator": "1+" * 5000 + "1"},
          "Error: the expression is too long (10,001 characters; the limit is 500)."),
 ]  # fmt: skip
+
+METADATA = "169.254.169.254"  # the cloud metadata service a pull must not make Ollama fetch
+PULLS = [
+    (f"{METADATA}/latest/meta-data", bad_registry(METADATA)),
+    (f"{METADATA}/meta-data", bad_registry(METADATA)),  # a host before a name, no namespace
+    (f"{METADATA}:80/latest/meta-data:x", bad_registry(f"{METADATA}:80")),
+    ("2852039166/latest/meta-data", bad_registry("2852039166")),  # that address as a number
+    ("fd00::1/ns/model", bad_registry("fd00::1")),
+    ("localhost:11434/ns/model", bad_registry("localhost:11434")),
+    ("evil.example/model", bad_registry("evil.example")),
+    ("hf.co.evil.example/ns/model", bad_registry("hf.co.evil.example")),
+    ("http://evil.example/m", bad_model("http://evil.example/m")),
+    ("hf.co/model", bad_model("hf.co/model")),  # a registry needs a namespace too
+    ("hf.co/name.space/model", bad_model("hf.co/name.space/model")),  # no dot in a namespace
+    ("a/b/c/d", bad_model("a/b/c/d")),
+    ("model:", bad_model("model:")),
+    ("-model", bad_model("-model")),
+    ("model:tag:tag", bad_model("model:tag:tag")),
+    ("m" * 81, bad_model("m" * 60)),  # Ollama's limit: 80 for a name, namespace or tag
+    ("model:" + "t" * 81, bad_model(("model:" + "t" * 81)[:60])),
+    ("", bad_model("")),
+]
+PULL_CASES = [
+    pytest.param(name, error, id=re.sub(r"[^\w./-]+", "_", name[:40]) or "empty")
+    for name, error in PULLS
+]
+MANAGING = ("/api/pull", "/api/delete")
 
 REFUSED = [pytest.param(c, id=c.id) for c in CASES if "calculator" not in c.fields]
 ON_THE_PAGE = [pytest.param(c, id=c.id) for c in CASES if "calculator" not in c.fields and c.page]
@@ -192,6 +239,37 @@ def test_the_api_refuses_it_before_storing_anything(
     assert client.predict(existing, api_name="/history") == history
 
 
+@pytest.mark.parametrize(("name", "error"), PULL_CASES)
+@pytest.mark.parametrize("endpoint", ["/pull_model", "/delete_model"])
+def test_the_api_refuses_a_model_name_outside_the_grammar_or_the_registries(
+    client: Client, ollama: OllamaView, endpoint: str, name: str, error: str
+) -> None:
+    assert run(client, name, api_name=endpoint) == ([], error)
+    assert [r.path for r in ollama.requests if r.path in MANAGING] == []
+
+
+def test_the_api_pulls_from_the_registries_of_the_setting_only(
+    shared_server: FakeOllama, tmp_path: Path
+) -> None:
+    """The allow-list is the setting's; Ollama matches names ignoring case, so case is kept."""
+    assert Settings(_env_file=None).registries == validation.DEFAULT_REGISTRIES  # type: ignore[call-arg]
+    ours = "models.example.com/team/Model:Q4_K_M"
+    with OllamaView.of(shared_server) as ollama, serve(
+        shared_server, tmp_path, model_registries="Models.Example.com"
+    ) as app:
+        client = Client(app.url, verbose=False)
+        outputs, error = run(client, ours, api_name="/pull_model")
+        assert (error, outputs[-1]["status"]) == (None, "success")
+        hf = "hf.co/bartowski/Qwen3-8B-GGUF:Q4_K_M"
+        assert run(client, hf, api_name="/pull_model") == (
+            [], bad_registry("hf.co", "models.example.com/")
+        )
+        assert client.predict(ours, api_name="/delete_model") == {"name": ours, "deleted": True}
+        assert [(r.path, r.body["model"]) for r in ollama.requests if r.path in MANAGING] == [
+            ("/api/pull", ours), ("/api/delete", ours)
+        ]
+
+
 @pytest.mark.parametrize("case", CALCULATOR)
 def test_hostile_calculator_input_through_the_api_ends_in_a_tool_error_not_a_hang(
     client: Client, ollama: OllamaView, case: Case
@@ -268,6 +346,49 @@ async def test_the_page_refuses_it_before_storing_anything(
     assert len(ollama_server.chat_requests) == chats
     assert await core.sessions() == sessions
     assert await core.history(existing) == history
+
+
+@pytest.mark.parametrize(("name", "error"), PULL_CASES)
+async def test_the_models_tab_refuses_a_model_name_outside_the_grammar_or_the_registries(
+    handle: ServiceHandle, ollama_server: FakeOllama, name: str, error: str
+) -> None:
+    tab = ModelsHandlers(handle)
+    with pytest.warns(UserWarning) as warned:
+        pulled = [update async for update in tab.pull(name)]
+        deleted = await tab.delete(name) if name else None  # the picker sends no empty name
+    shown = [html.unescape(str(w.message)) for w in warned]
+    assert shown == [error, *([f"Could not delete {name}: {error}"] if name else [])]
+    assert html.unescape(pulled[-1][0]) == f'<div class="pull-progress"><span>{error}</span></div>'
+    assert deleted is None or html.unescape(deleted[3]).endswith(f"{error}</span></div>")
+    assert [r.path for r in ollama_server.requests if r.path in MANAGING] == []
+
+
+async def test_the_models_tab_pulls_from_the_registries_of_the_setting_only(
+    ollama_server: FakeOllama, tmp_path: Path
+) -> None:
+    custom = Settings(
+        _env_file=None, ollama_host=ollama_server.url, data_dir=tmp_path, model="llama3.2",
+        embedded=False, model_registries="models.example.com",
+    )  # type: ignore[call-arg]
+    handle = ServiceHandle(custom)
+    try:
+        tab = ModelsHandlers(handle)
+        ours, hf = "models.example.com/team/model:1b", "hf.co/bartowski/Qwen3-8B-GGUF:Q4_K_M"
+        pulled = [update async for update in tab.pull(ours)]
+        with pytest.warns(UserWarning) as warned:
+            refused = [update async for update in tab.pull(hf)]
+        deleted = await tab.delete(ours)
+    finally:
+        await handle.close()
+
+    assert pulled[-1][0] == f'<div class="pull-progress"><span>{ours} is installed.</span></div>'
+    error = bad_registry("hf.co", "models.example.com/")
+    assert [html.unescape(str(w.message)) for w in warned] == [error]
+    assert html.unescape(refused[-1][0]) == f'<div class="pull-progress"><span>{error}</span></div>'
+    assert deleted[3] == f'<div class="pull-progress"><span>{ours} was deleted.</span></div>'
+    assert [(r.path, r.body["model"]) for r in ollama_server.requests if r.path in MANAGING] == [
+        ("/api/pull", ours), ("/api/delete", ours)
+    ]
 
 
 @pytest.mark.parametrize("case", CALCULATOR)

@@ -57,7 +57,7 @@ def test_history_shows_each_tool_call_as_its_own_message_and_stats_under_each_an
         user("What is 2+3?"),
         bot(ARGS_BODY + "```text\n5\n```", title="Used tool `calculator`", status="done"),
         bot("It is **5**.\n\n<sub>5 tokens · 100.0 tokens/s</sub>"),
-        user("Thanks <script>x()</script>"),  # shown as text: the Chatbot sanitizes HTML
+        user("Thanks &lt;script>x()&lt;/script>"),  # shown as text, never run (safe_markdown)
         bot("You're welcome.\n\n<sub>3 tokens · 100.0 tokens/s</sub>"),
     ]
 

@@ -283,7 +283,8 @@ def scale_env_file(tmp_path: Path) -> Path:
     start = next(i for i, line in enumerate(lines) if line.startswith("# Scale-out:"))
     block = [line.removeprefix("# ") for line in lines[start:] if re.match(r"# [A-Z_]+=", line)]
     assert [line.split("=")[0] for line in block] == [
-        "COMPOSE_PROFILES", "OLLAMASTACK_PORT", "OLLAMASTACK_DATABASE_URL", "FORWARDED_ALLOW_IPS"]
+        "COMPOSE_PROFILES", "OLLAMASTACK_PORT", "OLLAMASTACK_DATABASE_URL",
+        "OLLAMASTACK_TRUSTED_PROXIES"]
     env_file = tmp_path / ".env"
     env_file.write_text("\n".join(block) + "\n")
     return env_file
@@ -303,7 +304,7 @@ def test_scale_profile_adds_postgres_and_nginx_and_frees_the_app_port(
         "postgresql://{POSTGRES_USER}:{POSTGRES_PASSWORD}@postgres:5432/{POSTGRES_DB}".format(
             **postgres["environment"]))
     # nginx is the only way in, and says who the client is (test_nginx_sends_the_clients_...).
-    assert app["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+    assert app["environment"]["OLLAMASTACK_TRUSTED_PROXIES"] == "*"
 
     assert postgres["image"] == "postgres:16"
     assert postgres["environment"] == {"POSTGRES_USER": "ollamastack",

@@ -16,6 +16,7 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 
 from ollamastack.agent.graph import TurnContext, TurnMiddleware
+from ollamastack.agent.service_handle import open_chat_service
 from ollamastack.agent.tools import calculator
 from ollamastack.engines.embedded.chat_model import ChatEmbedded
 from ollamastack.engines.embedded.engine import (
@@ -28,6 +29,7 @@ from ollamastack.engines.embedded.engine import (
 from ollamastack.engines.types import ModelInfo
 from ollamastack.errors import EmbeddedError
 from ollamastack.settings import Settings
+from tests.support.chat_helpers import closed_port_url
 
 pytestmark = pytest.mark.skipif(
     not embedded_available(),
@@ -89,7 +91,7 @@ def test_lists_the_shipped_model() -> None:
     assert path is not None and path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert model_info(path) == ModelInfo(
         name="embedded/smollm2-135m", size=98_362_432, parameter_size="135M",
-        quantization="Q4_1", family="llama", capabilities=("completion", "tools"),
+        quantization="Q4_1", family="llama", capabilities=("completion",),
         engine="embedded",
     )
     assert not embedded_available("/nonexistent/model.gguf")
@@ -262,3 +264,34 @@ async def test_a_broken_model_file_is_a_typed_error(tmp_path: Path) -> None:
             await chat(engine).ainvoke("Hi")
     finally:
         engine.close()
+
+
+def cached_prompt_tokens(message) -> int:
+    """How many of the answer's prompt tokens llama.cpp took from its cache."""
+    return int((message.usage_metadata or {}).get("input_token_details", {}).get("cache_read", 0))
+
+
+async def first_answer(warm: bool, tmp_path: Path) -> tuple[object, bool]:
+    """The first turn's stored answer in a fresh app process's chat service, Ollama away."""
+    settings = Settings(
+        _env_file=None, ollama_host=closed_port_url(), data_dir=tmp_path, embedded=True,
+        embedded_max_tokens=16,
+    )  # type: ignore[call-arg]
+    async with open_chat_service(settings) as service:
+        engine = service.engines.embedded.engine
+        if warm:
+            await service.warm()
+        loaded_before_the_turn = engine.loaded
+        events = [e async for e in service.stream_turn("Hello!")]
+        history = await service.history(events[-1].session_id)
+    return history[-1], loaded_before_the_turn
+
+
+async def test_warming_evaluates_the_system_prompt_before_the_first_turn(tmp_path: Path):
+    cold, loaded = await first_answer(False, tmp_path / "cold")
+    assert not loaded and cached_prompt_tokens(cold) < 10  # at most the template's first tokens
+    warm, loaded = await first_answer(True, tmp_path / "warm")
+    assert loaded
+    # the system prompt, at least, was evaluated before the turn, by the warm-up
+    assert cached_prompt_tokens(warm) >= 40
+    assert cached_prompt_tokens(warm) < warm.usage_metadata["input_tokens"]

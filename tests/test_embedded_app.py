@@ -68,7 +68,7 @@ def test_health_reports_the_embedded_engine(without_ollama: Client) -> None:
     assert health["status"] == "unavailable"
     assert (health["default_model"], health["embedded_model"]) == (EMBEDDED_MODEL,) * 2
     healthz = httpx.get(without_ollama.src.rstrip("/") + "/healthz", timeout=10).json()
-    assert healthz == health | {"reason": healthz["reason"]}  # the plain route says the same
+    assert healthz == {"status": health["status"], "reason": healthz["reason"]}  # no more
 
 
 def test_models_lists_the_embedded_model(without_ollama: Client) -> None:
@@ -148,3 +148,17 @@ def test_stop_cancels_the_embedded_generation_and_the_next_turn_works(
     assert history[1]["content"].startswith(seen[-1]["content"])
     after = ask(without_ollama, "Say hello.", session)
     assert after["done"] is True and after["content"].strip()
+
+
+def test_the_embedded_model_answers_arithmetic_with_the_calculator(without_ollama: Client):
+    """The first question a newcomer asks, on an app with no Ollama: the calculator answers
+    (a rule picks it for the 135M model), and the model writes its answer after it."""
+    final = ask(without_ollama, "What is 12*7?")
+    assert final["done"] is True
+    assert final["tool_calls"] == [
+        {"name": "calculator", "args": {"expression": "12*7"}, "result": "84"}
+    ]
+    assert final["content"].strip()
+    history = without_ollama.predict(final["session_id"], api_name="/history")
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
+    assert history[2] == {"role": "tool", "content": "84", "name": "calculator"}

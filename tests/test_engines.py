@@ -175,7 +175,7 @@ async def test_the_page_opens_on_the_embedded_model_and_says_how_to_connect_olla
         await handle.close()
 
     assert picker["value"] == EMBEDDED_MODEL
-    assert picker["choices"] == [(f"{EMBEDDED_MODEL} (in the app)", EMBEDDED_MODEL)]
+    assert picker["choices"] == [(f"{EMBEDDED_MODEL} (in the app, prompted tools)", EMBEDDED_MODEL)]
     assert f"Ollama is not reachable at {settings.ollama_host}" in status
     assert f"model `{EMBEDDED_MODEL}` is the small model that runs inside the app" in status
     assert status.endswith("start Ollama or point `OLLAMA_HOST` at it, then pick one here")

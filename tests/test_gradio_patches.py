@@ -122,3 +122,14 @@ def test_a_queue_without_analytics_limits_is_left_alone(caplog: pytest.LogCaptur
         assert gradio_patches.skip_monitoring_summary(SimpleNamespace(_queue=queue)) is False
     assert vars(queue) == {"event_analytics": {}}
     assert "'skip_monitoring_summary' is off" in caplog.text
+
+
+def test_blocks_of_another_shape_keep_gradios_input_errors(caplog: pytest.LogCaptureFixture):
+    async def preprocess_data(block_fn, inputs):  # no `state` nor `explicit_call`
+        return inputs
+
+    blocks = SimpleNamespace(preprocess_data=preprocess_data)
+    with caplog.at_level("WARNING", logger="ollamastack.web.gradio_patches"):
+        assert gradio_patches.quiet_input_errors(blocks) is False
+    assert blocks.preprocess_data is preprocess_data
+    assert "'quiet_input_errors' is off" in caplog.text

@@ -4,15 +4,19 @@ Gradio's streamable HTTP transport."""
 from __future__ import annotations
 
 import ast
+import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT
+from ollamastack.web.audit import AUDIT_FILE
 from tests.support.api_helpers import OllamaView, Served, serve
 from tests.support.ollama_server import FakeOllama
 
@@ -35,10 +39,13 @@ def app(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @asynccontextmanager
-async def connect(app: Served) -> AsyncIterator[ClientSession]:
+async def connect(
+    app: Served, http_client: httpx.AsyncClient | None = None
+) -> AsyncIterator[ClientSession]:
     """An MCP session with the app (not a fixture: the client's task group must be entered
     and left in the same task)."""
-    async with streamable_http_client(f"{app.url}/gradio_api/mcp/") as (read, write, _):
+    url = f"{app.url}/gradio_api/mcp/"
+    async with streamable_http_client(url, http_client=http_client) as (read, write, _):
         async with ClientSession(read, write) as session:
             await session.initialize()
             yield session
@@ -145,3 +152,39 @@ async def test_mcp_tools_report_models_health_and_errors(
         refused = await mcp.call_tool("chat", {"message": ""})
         assert refused.isError
         assert [c.text for c in refused.content] == ["The message is empty."]
+
+
+def audited_clients(app: Served, endpoint: str, count: int) -> list[str]:
+    """The client addresses of the audit log's `endpoint` records, once it has `count`."""
+    path = app.settings.data_dir / AUDIT_FILE
+    deadline = time.monotonic() + 5
+    while True:
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        clients = [r["client"] for r in records if r["endpoint"] == endpoint]
+        if len(clients) >= count or time.monotonic() > deadline:
+            return clients
+        time.sleep(0.02)
+
+
+async def test_mcp_calls_are_counted_as_their_real_callers(app: Served) -> None:
+    """Gradio runs a tool through the app's queue over loopback, with the caller's headers:
+    the audit log (and the rate limit) must see the caller's own address, not loopback's and
+    not one the caller names in X-Forwarded-For."""
+    before = len(audited_clients(app, "/sessions", 0))
+    caller = httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(local_address="127.0.0.5"),
+        headers={"X-Forwarded-For": "203.0.113.9"}, timeout=httpx.Timeout(30, read=300))
+    async with caller, connect(app, caller) as mcp:
+        assert isinstance(await call(mcp, "sessions"), list)
+    assert audited_clients(app, "/sessions", before + 1)[before:] == ["127.0.0.5"]
+
+
+def test_no_client_can_pass_itself_off_as_an_mcp_caller(app: Served) -> None:
+    """The hop's mark of the caller's address, made up by a client of the REST API."""
+    before = len(audited_clients(app, "/sessions", 0))
+    forged = {"X-Ollamastack-Mcp-Caller": "guessed-secret 198.51.100.7",
+              "X-Forwarded-For": "203.0.113.9"}
+    with httpx.Client(base_url=app.url, timeout=30) as rest:
+        posted = rest.post("/gradio_api/call/sessions", json={"data": []}, headers=forged)
+        rest.get(f"/gradio_api/call/sessions/{posted.json()['event_id']}")
+    assert audited_clients(app, "/sessions", before + 1)[before:] == ["127.0.0.1"]

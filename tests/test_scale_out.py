@@ -40,7 +40,7 @@ from tests.support.ollama_server import FakeOllama
 from tests.support.postgres_server import PostgresServer, postgres_bin
 
 # As the scale-out lines of .env.example set it: nginx is the way in, and names the client.
-BEHIND_NGINX = {"FORWARDED_ALLOW_IPS": "*"}
+BEHIND_NGINX = {"OLLAMASTACK_TRUSTED_PROXIES": "*"}
 
 
 @dataclass

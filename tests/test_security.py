@@ -34,6 +34,7 @@ from ollamastack.web.api import NamedApi
 from ollamastack.web.app import build_app, launch
 from ollamastack.web.audit import AUDIT_FILE
 from ollamastack.web.edge import Caller, Edge
+from ollamastack.web.http import CONTENT_SECURITY_POLICY
 from ollamastack.web.ui.chat import ChatHandlers, TurnUpdate
 from ollamastack.web.ui.models import ModelsHandlers
 from tests.support.api_helpers import OllamaView, Served, app_settings, run, serve
@@ -194,10 +195,13 @@ def test_only_admins_pull_and_delete_models_through_the_api(
         assert ann.predict("qwen3:8b", api_name="/pull_model")["status"] == "success"
         assert ann.predict("mistral:7b", api_name="/delete_model")["deleted"] is True
     assert [m.name for m in ollama_server.models] == ["llama3.2:latest", "qwen3:8b"]
-    assert audit_records(tmp_path, 4) == [
+    assert audit_records(tmp_path, 6) == [
         {"user": user, "client": "127.0.0.1", "endpoint": endpoint, "session_id": "",
-         "model": model, "outcome": outcome, **({"error": NOT_ADMIN} if user == "bob" else {})}
+         "model": model, "outcome": outcome,
+         **({"error": NOT_ADMIN} if outcome == "forbidden" else {})}
         for user, endpoint, model, outcome in [
+            ("ann", "login", "", "ok"),
+            ("bob", "login", "", "ok"),
             ("bob", "/pull_model", "qwen3:8b", "forbidden"),
             ("bob", "/delete_model", "mistral:7b", "forbidden"),
             ("ann", "/pull_model", "qwen3:8b", "ok"),
@@ -285,20 +289,25 @@ def test_the_audit_log_records_who_what_and_how_and_no_secret_reaches_any_log(
         assert run(bob, session, api_name="/history") == ([], gone)
         assert run(bob, "tell me", session, api_name="/chat") == ([], gone)
         assert run(bob, session, api_name="/delete_session") == ([], gone)
-        with pytest.raises(ValueError, match="Could not login"):  # a wrong password: logged?
+        with pytest.raises(ValueError, match="Could not login"):  # a wrong password: logged
             Client(app.url, auth=("bob", passwords["alice"]), verbose=False)
         tokens = [*alice.cookies.values(), *bob.cookies.values()]
-        records = audit_records(data, 6)
+        records = audit_records(data, 9)
+    errors = {"refused": gone, "forbidden": "Incorrect credentials."}
     assert records == [
         {"user": user, "client": "127.0.0.1", "endpoint": endpoint, "session_id": sid,
-         "model": model, "outcome": outcome, **({"error": gone} if user == "bob" else {})}
+         "model": model, "outcome": outcome,
+         **({"error": errors[outcome]} if outcome in errors else {})}
         for user, endpoint, sid, model, outcome in [
+            ("alice", "login", "", "", "ok"),
+            ("bob", "login", "", "", "ok"),
             ("alice", "/chat", session, "llama3.2", "ok"),
             ("alice", "/history", session, "", "ok"),
             ("alice", "/sessions", "", "", "ok"),
             ("bob", "/history", session, "", "refused"),
             ("bob", "/chat", session, "llama3.2", "refused"),
             ("bob", "/delete_session", session, "", "refused"),
+            ("bob", "login", "", "", "forbidden"),
         ]
     ]  # fmt: skip
 
@@ -327,7 +336,7 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "strict-origin-when-cross-origin",
     "x-frame-options": "SAMEORIGIN",
-    "content-security-policy": "frame-ancestors 'self'",
+    "content-security-policy": CONTENT_SECURITY_POLICY,
 }
 
 

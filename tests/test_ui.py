@@ -274,6 +274,26 @@ async def test_refused_input_goes_back_to_the_box(chat: ChatHandlers, handle: Se
     assert await (await handle.get()).sessions() == []
 
 
+async def test_a_second_message_while_answering_is_refused_and_goes_back_to_the_box(
+    chat: ChatHandlers, saved: ConversationHandlers, ollama_server: FakeOllama
+):
+    session = session_of(await collect(send(chat, "first")))
+    history = [user("first"), ChatMessage(role="assistant", content="You said: first")]
+    ollama_server.token_rate = 10
+    ollama_server.enqueue_text("one two three four five six")
+    answering = send(chat, "second", history, session)
+    await anext(answering)  # the first update: the question shown, the answer on its way
+    await anext(answering)  # the turn started: the conversation is answering now
+    assert session in saved.answering
+    busy = "This conversation is still answering: wait for it, or press Stop."
+    with pytest.warns(UserWarning, match=busy):
+        refused = await collect(send(chat, "third", history, session))
+    assert refused[-1] == TurnUpdate(history, "third", streaming=False)
+    rest = await collect(answering)
+    assert rest[-1].chat[-1].content.startswith("one two three four five six\n")
+    assert session not in saved.answering
+
+
 async def test_stop_keeps_what_streamed_in_the_chat_and_in_memory(
     chat: ChatHandlers, handle: ServiceHandle, ollama_server: FakeOllama
 ):
@@ -432,7 +452,7 @@ async def test_page_load_fills_the_model_picker_and_status(
     picker, status, known, listing = await page.load_page([], None)
     assert picker == gr.update(
         choices=[("qwen3:latest (thinking)", "qwen3:latest"),
-                 ("gemma3:latest (no tools)", "gemma3:latest"),
+                 ("gemma3:latest (prompted tools)", "gemma3:latest"),
                  ("llama3.2:latest", "llama3.2:latest")],
         value="llama3.2:latest",  # the configured default
     )

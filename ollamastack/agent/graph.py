@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -13,12 +14,22 @@ from langchain.agents.middleware import (
     ToolCallRequest,
     ToolErrorMiddleware,
 )
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.config import get_stream_writer
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 
+from ollamastack.agent.prompted_tools import ToolChoiceMiddleware
+from ollamastack.agent.repair import RepairTextToolCalls
 from ollamastack.engines.factory import Engines
 from ollamastack.settings import Settings
 
@@ -35,9 +46,10 @@ class TurnContext:
     model: str
     temperature: float
     system_prompt: str
-    use_tools: bool = True
+    tool_mode: str = "native"  # "native", "prompted" or "off" (see prompted_tools.py)
     think: bool | None = None
     ollama_url: str = ""  # the instance that answers, with several; empty: the only one
+    num_ctx: int = 0  # the context this model gets (0: OLLAMASTACK_NUM_CTX)
 
 
 def current_turn_start(messages: Sequence[AnyMessage]) -> int:
@@ -90,24 +102,78 @@ class TurnMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
     ) -> ModelResponse:
         context: TurnContext = request.runtime.context
+        num_ctx = context.num_ctx or self.num_ctx
+        # the history's share of a smaller context shrinks with it
+        history_tokens = self.history_tokens * num_ctx // self.num_ctx
         prompt = context.system_prompt
-        tools = request.tools if context.use_tools else []
+        tools = request.tools if context.tool_mode != "off" else []
         if tools and tool_rounds(request.messages) >= self.max_tool_rounds:
             tools, prompt = [], f"{prompt}\n\n{TOOL_BUDGET_SPENT}"
         settings: dict = {
             "model": context.model,
-            "options": {"temperature": context.temperature, "num_ctx": self.num_ctx},
+            "options": {"temperature": context.temperature, "num_ctx": num_ctx},
         }
         if context.think is not None:
             settings["reasoning"] = context.think
+        window = history_window(request.messages, history_tokens)
+        if left_out := len(request.messages) - len(window):
+            get_stream_writer()({"messages_left_out": left_out})  # into the turn's stats
         return await handler(
             request.override(
                 model=self.engines.chat_model(context.model, context.ollama_url),
-                messages=history_window(request.messages, self.history_tokens),
+                messages=window,
                 system_message=SystemMessage(prompt) if prompt else None,
                 tools=tools,
                 model_settings=settings,
             )
+        )
+
+
+def runs_in_thread(tool: BaseTool | None) -> bool:
+    """Whether LangChain runs this tool in a worker thread on the async path: a tool without
+    a coroutine of its own (`StructuredTool.ainvoke`, `BaseTool._arun` use `run_in_executor`)."""
+    if tool is None:
+        return False
+    if hasattr(tool, "coroutine"):
+        return tool.coroutine is None
+    return type(tool)._arun is BaseTool._arun
+
+
+class ToolTimeLimit(AgentMiddleware):
+    """Gives each synchronous tool `tool_timeout` seconds; past that the model reads an error
+    and the turn goes on.
+
+    LangChain already runs such a tool in a worker thread, so a slow one leaves the event loop
+    free, but nothing stops it: without this limit the turn waits for it however long it takes.
+    The thread itself cannot be stopped and finishes in the background, its result dropped.
+    Async tools (weather) are left alone: they wait on the network without blocking the loop,
+    under their own timeouts and with their own messages.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]],
+    ) -> ToolMessage | Command:
+        if not runs_in_thread(request.tool):
+            return await handler(request)
+        try:
+            async with asyncio.timeout(self.seconds) as limit:
+                return await handler(request)
+        except TimeoutError:
+            if not limit.expired():
+                raise  # the tool's own TimeoutError, for ToolErrorMiddleware
+        name = request.tool_call["name"]
+        return ToolMessage(
+            f"Error: the {name} tool took longer than {self.seconds:g} s; "
+            "try a smaller input, or answer without it.",
+            tool_call_id=request.tool_call["id"],
+            name=name,
+            status="error",
         )
 
 
@@ -130,7 +196,10 @@ def build_agent(
         list(tools),
         middleware=[
             TurnMiddleware(settings, engines),
+            ToolChoiceMiddleware(),  # inside TurnMiddleware: sees the tools offered to this call
+            RepairTextToolCalls(),
             ToolErrorMiddleware(on_error=tool_error_text),
+            ToolTimeLimit(settings.tool_timeout),
         ],
         context_schema=TurnContext,
         checkpointer=checkpointer,

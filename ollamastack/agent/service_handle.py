@@ -27,8 +27,9 @@ async def open_chat_service(settings: Settings) -> AsyncIterator[ChatService]:
     engines = open_engines(settings)  # Ollama (one or several) and the embedded model
     try:
         async with open_memory(settings) as memory:
-            graph = build_agent(settings, memory.checkpointer, build_tools(settings), engines)
-            yield ChatService(settings, graph, memory, engines)
+            tools = build_tools(settings)
+            graph = build_agent(settings, memory.checkpointer, tools, engines)
+            yield ChatService(settings, graph, memory, engines, tools)
     finally:
         await engines.close()
 
@@ -44,6 +45,14 @@ class ServiceHandle:
         self.settings = settings
         self._opening: asyncio.Task[ChatService] | None = None
         self._stack = AsyncExitStack()
+
+    @property
+    def current(self) -> ChatService | None:
+        """The chat service once it is open, else None (nothing is opened here)."""
+        opening = self._opening
+        if opening is None or not opening.done() or opening.cancelled():
+            return None
+        return None if opening.exception() is not None else opening.result()
 
     async def get(self) -> ChatService:
         if self._opening is None:

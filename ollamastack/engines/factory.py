@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
 
 from ollamastack.engines.embedded.engine import (
     EmbeddedEngine,
@@ -66,8 +67,12 @@ def open_embedded(settings: Settings) -> Embedded | None:
     )
 
     info = model_info(path)
-    engine = EmbeddedEngine(path, n_ctx=settings.num_ctx)
-    return Embedded(info, engine, ChatEmbedded(engine=engine, model=info.name))
+    engine = EmbeddedEngine(path, n_ctx=settings.num_ctx, threads=settings.embedded_threads)
+    chat = ChatEmbedded(
+        engine=engine, model=info.name, max_tokens=settings.embedded_max_tokens,
+        model_kwargs={"repeat_penalty": settings.embedded_repeat_penalty},
+    )
+    return Embedded(info, engine, chat)
 
 
 @dataclass
@@ -120,6 +125,25 @@ class Engines:
         if is_embedded(model):
             return self._embedded(model).info.capabilities
         return await self.ollama.capabilities(model)
+
+    async def context_length(self, model: str) -> int:
+        """The context a turn with `model` gets: `OLLAMASTACK_NUM_CTX`, or less where the
+        model was trained for less (the embedded model's is fixed when it loads)."""
+        if is_embedded(model):
+            return self._embedded(model).engine.n_ctx
+        longest = await self.ollama.context_length(model)
+        return min(self.settings.num_ctx, longest) if longest else self.settings.num_ctx
+
+    async def warm(self, model: str, system_prompts: Sequence[str]) -> None:
+        """Load the embedded `model` and evaluate each system prompt once: llama.cpp keeps
+        the evaluated prefixes, so a turn starting with one of them skips its prefill."""
+        embedded = self._embedded(model)
+        await embedded.engine.load()
+        for prompt in system_prompts:
+            messages = [SystemMessage(prompt), HumanMessage("Hi")]
+            await embedded.chat.ainvoke(
+                messages, options={"num_predict": 1}, config={"tags": ["nostream"]}
+            )
 
     async def list_models(self) -> list[ModelInfo]:
         """Ollama's models, then the embedded one; with Ollama down, the embedded one alone."""
@@ -191,6 +215,17 @@ class Engines:
             )
 
 
+def keep_alive(value: str) -> int | str | None:
+    """`OLLAMASTACK_KEEP_ALIVE` as Ollama reads it: seconds as a number, else a duration.
+
+    >>> keep_alive("-1"), keep_alive("300"), keep_alive("10m"), keep_alive("")
+    (-1, 300, '10m', None)
+    """
+    if not value:
+        return None
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
 def open_engines(settings: Settings) -> Engines:
     """Clients for every engine; nothing connects or loads until first used."""
     check_chat_ollama()
@@ -199,6 +234,7 @@ def open_engines(settings: Settings) -> Engines:
             model=settings.model,
             base_url=url,
             num_ctx=settings.num_ctx,
+            keep_alive=keep_alive(settings.keep_alive),
             client_kwargs={"timeout": ollama_timeout(settings.request_timeout)},
             streaming=True,  # always stream: skips LangChain's per-call protocol checks
         )

@@ -10,11 +10,14 @@ found, so no caller can forget the owner check.
 from __future__ import annotations
 
 import asyncio
+import logging
+import stat
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
@@ -27,6 +30,17 @@ TITLE_CHARS = 60
 SETUP_LOCK = 0x6F6C6C616D61  # PostgreSQL advisory lock held while creating the tables
 TRY_LOCK = "SELECT pg_try_advisory_lock(%s) AS got"
 MAX_LISTED = 10_000
+
+log = logging.getLogger(__name__)
+
+
+def session_title(message: str) -> str:
+    """A conversation's title: its first message on one line, cut short.
+
+    >>> session_title("  What is\\n 6 times 7? ")
+    'What is 6 times 7?'
+    """
+    return " ".join(message.split())[:TITLE_CHARS]
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ class SessionIndex:
         item = await self._store.aget(owner_namespace(owner), session_id)
         if item is None:
             raise SessionNotFound(session_id)
-        title = item.value["title"] or " ".join(message.split())[:TITLE_CHARS]
+        title = item.value["title"] or session_title(message)
         value = {**item.value, "title": title, "updated_at": time.time()}
         await self._store.aput(owner_namespace(owner), session_id, value, index=False)
 
@@ -96,9 +110,23 @@ class Memory:
     sessions: SessionIndex
 
 
+def private_directory(path: Path) -> None:
+    """Create the data directory (database, audit log) for this user only (0700), and narrow
+    one that others may read (as an older version made it)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            path.chmod(0o700)
+    except OSError as error:
+        log.warning("could not make %s private to this user (mode 0700): %s", path, error)
+
+
 @asynccontextmanager
 async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
-    """Open the database named by `settings.database_url`, creating its tables if missing."""
+    """Open the database named by `settings.database_url`, creating its tables if missing;
+    the data directory is made this user's only first (unless nothing is stored in it)."""
+    if str(settings.sqlite_path) != ":memory:":
+        private_directory(settings.data_dir)
     if settings.on_postgres:
         opened = _open_postgres(settings.database_url)
     else:

@@ -12,7 +12,10 @@ the store share that thread, so their two connections never wait on each other's
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -32,6 +35,8 @@ from langgraph.store.base import BaseStore, Op, Result
 from langgraph.store.sqlite import SqliteStore
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class _Worker:
@@ -114,11 +119,26 @@ class ThreadedSqliteStore(SqliteStore):
                 cursor.close()
 
 
+def private_database(path: Path) -> None:
+    """Create the database file readable by this user only (0600) before SQLite opens it:
+    SQLite gives the -wal and -shm files it makes the main file's mode. Files that an older
+    version left readable by others are narrowed."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))):
+        try:
+            if file.exists() and stat.S_IMODE(file.stat().st_mode) & 0o077:
+                file.chmod(0o600)
+        except OSError as error:
+            log.warning("could not make %s readable by this user only: %s", file, error)
+
+
 @asynccontextmanager
 async def open_sqlite(path: Path | str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
-    """The saver and the store over one file (":memory:" gives each its own), tables made."""
+    """The saver and the store over one file (":memory:" gives each its own), tables made;
+    the file and its -wal and -shm files are this user's only."""
     if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_database(Path(path))
     worker = _Worker()
     # Two connections: the saver commits Python's implicit transactions, the store runs its
     # own BEGIN/COMMIT (autocommit mode). The saver's setup() switches the file to WAL, so a

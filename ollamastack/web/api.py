@@ -34,9 +34,10 @@ from ollamastack.web.api_schema import (
     pull_status,
     session_entry,
 )
-from ollamastack.web.coalesce import FRAME_SECONDS, frames, same_run
+from ollamastack.web.coalesce import FRAME_SECONDS, same_run
 from ollamastack.web.edge import Edge, caller_of, user_errors
-from ollamastack.web.http import health_body
+from ollamastack.web.http import health_body, sees_internals
+from ollamastack.web.turns import TurnPipeline, TurnRequest
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class NamedApi:
         self.handle = handle
         self.edge = edge
         self.update_interval = update_interval  # /chat: one dict per frame; 0 sends each event
+        self.turns = TurnPipeline(handle, edge)
 
     async def chat(
         self,
@@ -80,29 +82,17 @@ class NamedApi:
             system_prompt: Instructions for the model; empty uses the server's default prompt.
         """
         caller = caller_of(request)
-        audited = self.edge.audit(
-            "/chat", caller, session_id=str(session_id), model=str(model or self.settings.model),
-            message=message if isinstance(message, str) else None,
-        )
-        with user_errors(), audited as entry:
-            self.edge.count_message(caller)
-            service = await self.handle.get()
-            turn = service.stream_turn(
-                message,
-                session_id=session_id,
-                user=caller.user,
-                model=model,
-                temperature=temperature,
-                system_prompt=system_prompt,
-            )
+        turn = TurnRequest(message, session_id, model, temperature, system_prompt)
+        with user_errors(), self.turns.admitted("/chat", caller, turn) as entry:
             progress = ChatProgress(session_id)  # a new session's id comes with Started
-            updates = frames(turn, self.update_interval, may_wait=same_run)
-            async with aclosing(updates) as batches:
+            batches = self.turns.frames(
+                entry, caller.user, turn, interval=self.update_interval, may_wait=same_run
+            )
+            async with aclosing(batches):
                 async for batch in batches:  # one dict per frame: the answer so far
                     changed = done = False
                     for _, event in batch:
                         if isinstance(event, Started):
-                            entry.session_id = event.session_id
                             progress = ChatProgress(event.session_id)
                         elif isinstance(event, TurnError):
                             if changed:  # what streamed before the failure, first
@@ -124,10 +114,11 @@ class NamedApi:
             service = await self.handle.get()
             return [model_entry(m) for m in await service.engines.list_models()]
 
-    async def health(self) -> HealthInfo:
+    async def health(self, request: gr.Request | None = None) -> HealthInfo:
         """Whether Ollama is reachable, where, which version, and how many models it has;
         which model a chat without one uses (default_model: the embedded model while Ollama
         or its default model is missing) and the embedded model's name (embedded_model).
+        Where and which version only for administrators and this machine (else empty).
 
         Never fails: an unreachable Ollama is reported as status "unavailable".
         """
@@ -137,7 +128,9 @@ class NamedApi:
         except Exception:
             log.exception("health check failed")
             health = Health(False, self.settings.ollama_host)
-        return HealthInfo(**health_body(health))
+        caller = caller_of(request)
+        internals = sees_internals(self.settings, caller.user, caller.client)
+        return HealthInfo(**health_body(health, internals=internals))
 
     async def history(self, session_id: str, request: gr.Request | None = None) -> list[dict]:
         """The stored messages of a conversation, oldest first, tool calls included.
@@ -189,7 +182,7 @@ class NamedApi:
         caller = caller_of(request)
         with user_errors(), self.edge.audit("/pull_model", caller, model=str(name)):
             self.edge.check_models(caller)
-            name = validation.model_name(name)
+            name = validation.model_name(name, registries=self.settings.registries)
             service = await self.handle.get()
             async with aclosing(service.engines.pull(name)) as progress:
                 async for step in progress:
@@ -204,7 +197,7 @@ class NamedApi:
         caller = caller_of(request)
         with user_errors(), self.edge.audit("/delete_model", caller, model=str(name)):
             self.edge.check_models(caller)
-            name = validation.model_name(name)
+            name = validation.model_name(name, registries=self.settings.registries)
             service = await self.handle.get()
             await service.engines.delete(name)
             return {"name": name, "deleted": True}

@@ -8,7 +8,14 @@ the output types on the "Use via API" page.
 
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from ollamastack.events import Event, TextDelta, ThinkingDelta, ToolCall, ToolResult
+from ollamastack.events import (
+    Event,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolResult,
+    answered_call,
+)
 
 if TYPE_CHECKING:  # LangChain and LangGraph load on first use, not at start-up
     from langchain_core.messages import AnyMessage
@@ -16,7 +23,6 @@ if TYPE_CHECKING:  # LangChain and LangGraph load on first use, not at start-up
     from ollamastack.engines.types import ModelInfo, PullProgress
     from ollamastack.storage.memory import SessionInfo
 
-ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
 
 
 class ToolCallInfo(TypedDict):
@@ -128,12 +134,11 @@ class ChatProgress:
         return True
 
     def _open_call(self, result: ToolResult) -> int | None:
-        """The unanswered call `result` answers: by id, else the first of that name."""
+        """The unanswered call `result` answers (`answered_call`)."""
         open_calls = [i for i, call in enumerate(self.tool_calls) if call["result"] is None]
-        for i in open_calls:
-            if result.id and self._call_ids[i] == result.id:
-                return i
-        return next((i for i in open_calls if self.tool_calls[i]["name"] == result.name), None)
+        ids = [(self._call_ids[i], self.tool_calls[i]["name"]) for i in open_calls]
+        index = answered_call(result, ids)
+        return None if index is None else open_calls[index]
 
 
 def message_entry(message: "AnyMessage") -> dict[str, Any]:
@@ -149,17 +154,13 @@ def message_entry(message: "AnyMessage") -> dict[str, Any]:
     >>> message_entry(AIMessage("Par", response_metadata={"interrupted": "stopped by the user"}))
     {'role': 'assistant', 'content': 'Par', 'interrupted': 'stopped by the user'}
     """
-    role = ROLES.get(message.type, message.type)
-    entry: dict[str, Any] = {"role": role, "content": str(message.text)}
-    if message.type == "ai":
-        if message.tool_calls:
-            calls = message.tool_calls
-            entry["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in calls]
-        if reason := message.response_metadata.get("interrupted"):
-            entry["interrupted"] = str(reason)
-    elif message.type == "tool":
-        entry["name"] = message.name or ""
-    return entry
+    from ollamastack.web.transcript import message_dict  # LangChain: loaded on first use
+
+    full = message_dict(message)  # the export's form, less its ids, thinking and model
+    entry = {"role": full["role"], "content": full["content"]}
+    if calls := full.get("tool_calls"):
+        entry["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in calls]
+    return entry | {key: full[key] for key in ("name", "interrupted") if key in full}
 
 
 def session_entry(info: "SessionInfo") -> SessionEntry:

@@ -17,13 +17,16 @@ from starlette.middleware import Middleware
 
 from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.engines.types import Health
-from ollamastack.errors import OllamaStackError
+from ollamastack.errors import OllamaStackError, SettingsError
 from ollamastack.settings import Settings
 from ollamastack.web import gradio_patches
 from ollamastack.web.api import NamedApi, register_api
 from ollamastack.web.coalesce import FRAME_SECONDS
 from ollamastack.web.edge import Edge
+from ollamastack.web.exports import ExportGuard
 from ollamastack.web.http import HealthAndHeaders
+from ollamastack.web.logins import LoginGuard, LoginLimiter
+from ollamastack.web.proxies import McpCallers, proxy_errors, uvicorn_trusting
 from ollamastack.web.ui.layout import build_ui
 
 log = logging.getLogger(__name__)
@@ -47,18 +50,38 @@ class WebApp:
             await check_postgres(settings.database_url)
         return await service.engines.health()
 
+    async def warm(self) -> None:
+        """Open the chat service and warm the embedded model when it answers by default."""
+        try:
+            service = await self.handle.get()
+            await service.warm()
+        except Exception as error:  # the first turn loads it, and says what is wrong
+            log.warning("could not warm the embedded model: %s", error)
+
     def app_kwargs(self) -> dict[str, Any]:
-        """The health route, security headers, forgetting one-off REST sessions, loading the
-        chat service's modules once serving, and closing the service at shutdown."""
+        """The health route, security headers, MCP calls counted as their callers', the login
+        limit, forgetting one-off REST sessions, loading the chat service's modules once
+        serving, and closing the service at shutdown."""
 
         @asynccontextmanager
         async def lifespan(_app: Any) -> AsyncIterator[None]:
             loading = asyncio.get_running_loop().run_in_executor(None, preload_core)
+            warming = asyncio.ensure_future(self.warm()) if self.handle.settings.embedded else None
             yield
             await loading
+            if warming is not None:
+                warming.cancel()
             await self.handle.close()
 
-        middleware = [Middleware(HealthAndHeaders, health=self.health)]
+        settings = self.handle.settings
+        middleware = [Middleware(HealthAndHeaders, health=self.health), Middleware(ExportGuard)]
+        if settings.mcp:
+            middleware.append(Middleware(McpCallers))
+        if settings.logins:
+            limiter = LoginLimiter(settings.login_attempts)
+            logins = [user for user, _ in settings.logins]
+            middleware.append(Middleware(
+                LoginGuard, limiter=limiter, audit_log=self.edge.audit_log, logins=logins))
         middleware += [Middleware(m) for m in gradio_patches.rest_session_middleware()]
         return {"middleware": middleware, "lifespan": lifespan}
 
@@ -88,7 +111,10 @@ def build_app(settings: Settings, *, update_interval: float = FRAME_SECONDS) -> 
     every token, as tests that check each one want)."""
     handle = ServiceHandle(settings)
     edge = Edge(settings)  # one rate limit and audit log for the page and the API
-    with gr.Blocks(title="OllamaStack") as blocks:
+    # Uploaded and exported files leave Gradio's cache `upload_retention` seconds after they
+    # were made (checked as often), and all of them when the app stops.
+    retention = settings.upload_retention
+    with gr.Blocks(title="OllamaStack", delete_cache=(retention, retention)) as blocks:
         build_ui(blocks, settings, handle, edge)
         api = register_api(settings, handle, edge, update_interval=update_interval)
     # Never Gradio's default of one generation at a time for the whole server.
@@ -132,9 +158,39 @@ def startup_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+def startup_errors(settings: Settings) -> list[str]:
+    """Settings that each make sense alone but that this app cannot serve: one line each.
+
+    >>> startup_errors(Settings(_env_file=None, mcp=True, auth="ann:pw"))[0][:58]
+    'OLLAMASTACK_MCP cannot be used with OLLAMASTACK_AUTH: Grad'
+    >>> startup_errors(Settings(_env_file=None, trusted_proxies="10.0.0.5"))
+    []
+    """
+    errors = proxy_errors(settings.proxies)
+    if settings.mcp and settings.logins:
+        errors.append(
+            "OLLAMASTACK_MCP cannot be used with OLLAMASTACK_AUTH: Gradio's MCP server runs "
+            "tools without the caller's login, so every tool call would be refused. Turn one "
+            "of them off."
+        )
+    return errors
+
+
+def upload_bytes(settings: Settings) -> int:
+    """The largest file Gradio's upload route accepts (`max_upload_mb`, 1 MB = 2**20 bytes).
+
+    >>> upload_bytes(Settings(_env_file=None, max_upload_mb=0.5))
+    524288
+    """
+    return round(settings.max_upload_mb * 2**20)
+
+
 def launch(app: WebApp, settings: Settings, **options: Any) -> tuple[Any, str, str | None]:
     """Serve on the configured address; login, share link and MCP come from settings
-    (`options` are passed on to Gradio and win over them)."""
+    (`options` are passed on to Gradio and win over them). `SettingsError` for settings
+    this app cannot serve (`startup_errors`)."""
+    if errors := startup_errors(settings):
+        raise SettingsError("\n".join(errors))
     for warning in startup_warnings(settings):
         log.warning(warning)
     arguments: dict[str, Any] = {
@@ -145,5 +201,7 @@ def launch(app: WebApp, settings: Settings, **options: Any) -> tuple[Any, str, s
         "mcp_server": settings.mcp,
         "app_kwargs": app.app_kwargs(),
         "blocked_paths": private_paths(settings),
+        "max_file_size": upload_bytes(settings),
     }
-    return app.blocks.launch(**(arguments | options))
+    with uvicorn_trusting(settings.proxies):
+        return app.blocks.launch(**(arguments | options))

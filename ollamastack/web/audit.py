@@ -9,6 +9,13 @@ it went.
 `outcome` is one of `OUTCOMES`; a failed request adds the `error` its client was shown.
 The message text is written only with `OLLAMASTACK_LOG_CONTENT=true`; passwords and tokens
 never are (only the login name is known here).
+
+A record is always one line, whoever reads it. Every text is cut to `FIELD_CHARS` or its
+`LIMITS` entry (a hostile session id or an error of megabytes is not logged whole). Besides
+what JSON escapes, control, format and separator characters (U+0085, U+2028, U+2029, bidi
+controls: what `str.splitlines`, JavaScript or an editor may break lines on or show
+misleadingly) are written as `\\uXXXX` escapes, which any JSON reader turns back into the
+same text.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ import asyncio
 import json
 import logging
 import os
+import re
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,13 +42,18 @@ from ollamastack.errors import (
     NotAllowed,
     OllamaStackError,
     RateLimited,
+    SessionBusy,
     SessionNotFound,
+    TooManyTurns,
 )
 
 log = logging.getLogger(__name__)
 
 AUDIT_FILE = "audit.jsonl"
-FIELD_CHARS = 200  # a hostile session id or model name is cut short, not logged whole
+FIELD_CHARS = 200  # user, client, endpoint, session id, model
+LIMITS = {"error": 1000, "message": 4000}  # the texts allowed longer than FIELD_CHARS
+ESCAPED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # Unicode categories written as \\uXXXX
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
 OUTCOMES = ("ok", "error", "refused", "rate_limited", "forbidden", "stopped")
 
 
@@ -51,11 +65,11 @@ def outcome_of(error: BaseException) -> str:
     >>> outcome_of(GeneratorExit()), outcome_of(ValueError())
     ('stopped', 'error')
     """
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | TooManyTurns):
         return "rate_limited"
     if isinstance(error, NotAllowed):
         return "forbidden"
-    if isinstance(error, InvalidInput | SessionNotFound):
+    if isinstance(error, InvalidInput | SessionNotFound | SessionBusy):
         return "refused"
     if isinstance(error, GeneratorExit | asyncio.CancelledError):
         return "stopped"
@@ -94,11 +108,11 @@ class Entry:
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         line: dict[str, Any] = {
             "time": now,
-            "user": _short(self.user),
-            "client": _short(self.client),
+            "user": self.user,
+            "client": self.client,
             "endpoint": self.endpoint,
-            "session_id": _short(self.session_id),
-            "model": _short(self.model),
+            "session_id": self.session_id,
+            "model": self.model,
             "outcome": self.outcome,
             "latency_s": round(latency, 4),
         }
@@ -109,12 +123,38 @@ class Entry:
         return line
 
 
-def _short(text: str) -> str:
+def record_line(fields: dict[str, Any]) -> bytes:
+    """One record as one line of UTF-8 JSON: texts cut to their limits, then escaped.
+
+    >>> record_line({"user": "a\\u2028b\\x85c\\u202ed\\U000e0001", "model": "é"})
+    b'{"user": "a\\\\u2028b\\\\u0085c\\\\u202ed\\\\udb40\\\\udc01", "model": "\\xc3\\xa9"}\\n'
+    """
+    cut = {
+        key: _short(value, LIMITS.get(key, FIELD_CHARS)) if isinstance(value, str) else value
+        for key, value in fields.items()
+    }
+    text = _NOT_PRINTABLE_ASCII.sub(_escape, json.dumps(cut, ensure_ascii=False))
+    return (text + "\n").encode("utf-8")
+
+
+def _escape(match: re.Match[str]) -> str:
+    """`\\uXXXX` (a surrogate pair past U+FFFF) for a character in an `ESCAPED` category."""
+    char = match.group()
+    if unicodedata.category(char) not in ESCAPED:
+        return char
+    code = ord(char)
+    if code > 0xFFFF:
+        code -= 0x10000
+        return f"\\u{0xD800 | code >> 10:04x}\\u{0xDC00 | code & 0x3FF:04x}"
+    return f"\\u{code:04x}"
+
+
+def _short(text: str, limit: int = FIELD_CHARS) -> str:
     """
     >>> _short("a" * 10_000) == "a" * FIELD_CHARS + "…"
     True
     """
-    return text if len(text) <= FIELD_CHARS else text[:FIELD_CHARS] + "…"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class AuditLog:
@@ -142,10 +182,10 @@ class AuditLog:
             self.write(entry.line(time.perf_counter() - started, log_content=self.log_content))
 
     def write(self, fields: dict[str, Any]) -> None:
-        line = (json.dumps(fields, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        line = record_line(fields)
         with self._lock:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
                     os.write(fd, line)  # one write per line: lines never interleave

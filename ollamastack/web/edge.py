@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 import gradio as gr
 
-from ollamastack.errors import NotAllowed, OllamaStackError
+from ollamastack.errors import NotAllowed, OllamaStackError, TooManyTurns
 from ollamastack.settings import Settings
 from ollamastack.web.audit import AUDIT_FILE, AuditLog, Entry
 from ollamastack.web.ratelimit import RateLimiter
@@ -81,11 +83,27 @@ class Edge:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit, clock=clock)
+        self._in_flight: Counter[str] = Counter()  # turns streaming now, per `Caller.key`
         self.audit_log = AuditLog(settings.data_dir / AUDIT_FILE, log_content=settings.log_content)
 
     def count_message(self, caller: Caller) -> None:
         """One more message from `caller`, or `RateLimited` saying when to try again."""
         self.limiter.hit(caller.key)
+
+    @contextmanager
+    def turn_slot(self, caller: Caller) -> Iterator[None]:
+        """Hold one of `caller`'s turns in flight for the block, or `TooManyTurns` when they
+        already hold `max_turns_per_user` (one client must not take every generation slot)."""
+        limit = self.settings.max_turns_per_user
+        if self._in_flight[caller.key] >= limit:
+            raise TooManyTurns(limit)
+        self._in_flight[caller.key] += 1
+        try:
+            yield
+        finally:
+            self._in_flight[caller.key] -= 1
+            if not self._in_flight[caller.key]:
+                del self._in_flight[caller.key]
 
     def check_models(self, caller: Caller) -> None:
         """`NotAllowed` unless `caller` may pull and delete models."""
@@ -100,12 +118,14 @@ class Edge:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn our typed errors into `gr.Error`, the only kind whose text reaches a client."""
+def user_errors(*, html: bool = False) -> Iterator[None]:
+    """Turn our typed errors into `gr.Error`, the only kind whose text reaches a client; with
+    `html`, escaped for the page's toasts (Gradio renders their text as HTML)."""
     try:
         yield
     except OllamaStackError as error:
-        raise gr.Error(str(error), print_exception=False) from None
+        text = str(error)
+        raise gr.Error(escape(text) if html else text, print_exception=False) from None
     except gr.Error:
         raise
     except Exception as error:
@@ -113,4 +133,3 @@ def user_errors() -> Iterator[None]:
         raise gr.Error(
             f"Something went wrong on the server ({type(error).__name__}); see its log."
         ) from None
-

@@ -1,7 +1,7 @@
 """Every change this app makes to Gradio's private parts, each fenced by a probe.
 
 Gradio does work per event and per session that this app does not need (issue 8's figures in
-BENCHMARKS.md):
+BENCHMARKS.md), and prints what it should not:
 - after every event its queue recomputes the monitoring dashboard's summary, a pandas group-by
   over up to 10,000 events (1.5 to 5 ms of CPU holding the GIL); the dashboard is only served
   with `launch(enable_monitoring=True)`, which this app never passes;
@@ -10,10 +10,13 @@ BENCHMARKS.md):
   our 67 blocks), though a call touches two or three of them;
 - a REST call (`POST /gradio_api/call/<name>`, then `GET .../<event_id>`) that sends no
   session hash gets its event id as one, and Gradio keeps that state (up to 10,000 of them,
-  88 KiB each) though nobody can name the session again.
+  88 KiB each) though nobody can name the session again;
+- the errors of reading a call's inputs quote those inputs, and its queue prints them to
+  stderr (a message's text in the log, whatever `OLLAMASTACK_LOG_CONTENT` says).
 
 Each patch first probes the shape it relies on. When the probe fails (another Gradio version),
-it logs one warning naming the patch and leaves Gradio as it is: correct, only slower.
+it logs one warning naming the patch and leaves Gradio as it is: correct, only slower (or,
+for the last one, more talkative).
 `apply(blocks)` runs them all once the Blocks are built.
 """
 
@@ -27,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from types import SimpleNamespace
 from typing import Any
 
+from gradio.exceptions import Error as GradioError
 from gradio.state_holder import SessionState, StateHolder
 
 log = logging.getLogger(__name__)
@@ -191,7 +195,44 @@ def rest_session_middleware() -> list[type]:
     return [ForgetRestSessions]
 
 
+# -- errors reading a call's inputs, printed with the inputs --------------------------------
+
+def quiet_input_errors(blocks: Any) -> bool:
+    """Gradio's queue prints the traceback of every error but a `gr.Error` told not to, and
+    the errors of reading a call's inputs quote them: too few inputs lists each one, a chat
+    history that does not validate shows its messages, a slider its value. Those errors
+    reach the client as a `gr.Error` that is not printed; the log gets only their kind."""
+    preprocess = getattr(blocks, "preprocess_data", None)
+    shape = ["block_fn", "inputs", "state", "explicit_call"]
+    if not inspect.iscoroutinefunction(preprocess) or (
+        list(inspect.signature(preprocess).parameters) != shape
+    ):
+        return _unpatched("quiet_input_errors", "Blocks.preprocess_data has another shape")
+
+    async def preprocess_data(block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await preprocess(block_fn, inputs, *args, **kwargs)
+        except GradioError as error:
+            if not error.print_exception:
+                raise
+            raise GradioError(error.message, print_exception=False) from None
+        except Exception as error:
+            name = getattr(block_fn, "api_name", None) or getattr(block_fn, "name", "") or "?"
+            needed = len(getattr(block_fn, "inputs", ()))
+            log.warning("refused a call to %s: Gradio could not read its inputs (%s)",
+                        name, type(error).__name__)
+            if len(inputs) < needed:
+                text = f"{name} takes {needed} inputs; the call sent {len(inputs)}."
+            else:
+                text = f"Gradio could not read this call's inputs ({type(error).__name__})."
+            raise GradioError(text, print_exception=False) from None
+
+    blocks.preprocess_data = preprocess_data
+    return True
+
+
 def apply(blocks: Any) -> None:
     """The patches that act on the built Blocks (the middleware is added at launch)."""
     skip_monitoring_summary(blocks)
     render_session_config_lazily(blocks)
+    quiet_input_errors(blocks)

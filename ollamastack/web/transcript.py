@@ -7,14 +7,16 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 
-from ollamastack.web.ui.chat_view import fenced, interrupted_note
+from ollamastack.web.ui.chat_view import interrupted_note
+from ollamastack.web.ui.safe_markdown import fenced
 
 
 def message_dicts(messages: Sequence[AnyMessage]) -> list[dict[str, Any]]:
     """The messages as plain dicts: role and content, plus what each kind adds.
 
+    >>> from langchain_core.messages import HumanMessage
     >>> message_dicts([HumanMessage("2+3?"),
     ...     AIMessage("", tool_calls=[{"name": "calculator", "args": {"e": "2+3"}, "id": "c1"}]),
     ...     ToolMessage("5", tool_call_id="c1", name="calculator"), AIMessage("5.")])
@@ -25,31 +27,34 @@ def message_dicts(messages: Sequence[AnyMessage]) -> list[dict[str, Any]]:
      {'role': 'tool', 'content': '5', 'name': 'calculator', 'tool_call_id': 'c1'},
      {'role': 'assistant', 'content': '5.'}]
     """
-    entries: list[dict[str, Any]] = []
-    for message in messages:
-        if isinstance(message, HumanMessage):
-            entries.append({"role": "user", "content": message.text})
-        elif isinstance(message, AIMessage):
-            entry: dict[str, Any] = {"role": "assistant", "content": message.text}
-            if thinking := message.additional_kwargs.get("reasoning_content"):
-                entry["thinking"] = str(thinking)
-            if message.tool_calls:
-                entry["tool_calls"] = [
-                    {"id": c["id"], "name": c["name"], "args": c["args"]}
-                    for c in message.tool_calls
-                ]
-            if reason := message.response_metadata.get("interrupted"):
-                entry["interrupted"] = str(reason)
-            if model := message.response_metadata.get("model_name"):
-                entry["model"] = str(model)
-            entries.append(entry)
-        elif isinstance(message, ToolMessage):
-            entry = {"role": "tool", "content": message.text, "name": message.name or ""}
-            entry["tool_call_id"] = message.tool_call_id
-            if message.status == "error":
-                entry["is_error"] = True
-            entries.append(entry)
-    return entries
+    return [message_dict(message) for message in messages]
+
+
+ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
+
+
+def message_dict(message: AnyMessage) -> dict[str, Any]:
+    """One stored message as a plain dict: the one serialisation exports and the API share."""
+    entry: dict[str, Any] = {
+        "role": ROLES.get(message.type, message.type), "content": str(message.text)
+    }
+    if isinstance(message, AIMessage):
+        if thinking := message.additional_kwargs.get("reasoning_content"):
+            entry["thinking"] = str(thinking)
+        if message.tool_calls:
+            entry["tool_calls"] = [
+                {"id": c["id"], "name": c["name"], "args": c["args"]} for c in message.tool_calls
+            ]
+        if reason := message.response_metadata.get("interrupted"):
+            entry["interrupted"] = str(reason)
+        if model := message.response_metadata.get("model_name"):
+            entry["model"] = str(model)
+    elif isinstance(message, ToolMessage):
+        entry["name"] = message.name or ""
+        entry["tool_call_id"] = message.tool_call_id
+        if message.status == "error":
+            entry["is_error"] = True
+    return entry
 
 
 def to_json(

@@ -140,6 +140,7 @@ def stats(
         "tokens_per_second": token_rate,
         "model_calls": len(requests),
         "done_reason": "stop",
+        "messages_left_out": 0,
     }
 
 

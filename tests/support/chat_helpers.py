@@ -31,11 +31,13 @@ def make_settings(server: FakeOllama, **overrides: object) -> Settings:
 
 
 async def run_turn(service: ChatService, message: str, **options: object) -> list[Event]:
-    """Every event of one turn after `Started`, checked to carry the turn's session."""
+    """Every event of one turn after `Started`, checked to carry the turn's session and the
+    model that answers (the one asked for, else the configured default)."""
     events = [event async for event in service.stream_turn(message, **options)]
     if isinstance(events[-1], TurnError) and len(events) == 1:
         return events  # refused before the turn started (Ollama down, model missing)
-    assert events[0] == Started(events[-1].session_id)
+    model = str(options.get("model") or service.settings.model)
+    assert events[0] == Started(events[-1].session_id, model)
     return events[1:]
 
 

@@ -29,6 +29,8 @@ reply for chats with that model, ``first_byte_delay=``, ``done_reason=``,
   a 200 stream, as Ollama sends runner failures (a 500 when not streaming).
 - ``enqueue_cut(text, after_chunks=2)``: drop the TCP connection mid-stream.
 - ``enqueue(Reply(...))`` for any mix of the above.
+- ``enqueue_json(value)``: the answer to the next chat asking for JSON (``format``);
+  unscripted, such a chat gets the least value its schema allows (``minimal_instance``).
 
 With the queue empty a chat answers ``"You said: <last user message>"``.
 ``first_byte_delay`` delays the response headers; ``together = N`` holds each
@@ -109,6 +111,7 @@ class Reply:
     first_byte_delay: float | None = None  # None: the server's setting
     model: str | None = None  # only for chats with this model
     together: int | None = None  # None: the server's setting
+    for_format: bool = False  # only for chats that ask for JSON (`format`): enqueue_json
 
     def messages(self, think: bool) -> list[dict[str, Any]]:
         """The streamed ``message`` objects, one per token."""
@@ -315,6 +318,10 @@ class FakeOllama:
     def enqueue_text(self, text: str, **options: Any) -> Reply:
         return self.enqueue(Reply(content=text, **options))
 
+    def enqueue_json(self, value: Any, **options: Any) -> Reply:
+        """The answer to the next chat that asks for JSON (`format`), streamed as text."""
+        return self.enqueue(Reply(content=json.dumps(value), for_format=True, **options))
+
     def enqueue_tool_call(
         self, name: str, arguments: Mapping[str, Any], *, text: str = "", **options: Any
     ) -> Reply:
@@ -497,8 +504,10 @@ class FakeOllama:
             reason = "unload" if keep_alive == 0 else "load"
             return JSONResponse(_chunk(name, _msg(), done=True, done_reason=reason))
 
-        reply = self._take_reply(model.name) or Reply(
-            content="You said: " + _last_user_text(messages)
+        formatted = body.get("format") not in (None, "")
+        reply = self._take_reply(model.name, formatted) or Reply(
+            content=json.dumps(minimal_instance(body["format"])) if formatted
+            else "You said: " + _last_user_text(messages)
         )
         delay = self.first_byte_delay
         if reply.first_byte_delay is not None:
@@ -563,9 +572,11 @@ class FakeOllama:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(group[1].wait(), TOGETHER_TIMEOUT)
 
-    def _take_reply(self, model: str) -> Reply | None:
+    def _take_reply(self, model: str, formatted: bool = False) -> Reply | None:
         with self._lock:
             for i, reply in enumerate(self._replies):
+                if reply.for_format != formatted:
+                    continue
                 if reply.model is None or normalize_name(reply.model) == model:
                     return self._replies.pop(i)
         return None
@@ -767,3 +778,29 @@ def _quiet_intended_errors() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _QuietIntendedErrors) for f in logger.filters):
         logger.addFilter(_QuietIntendedErrors())
+
+
+def minimal_instance(schema: Any) -> Any:
+    """The least JSON value `schema` allows, what a chat asking for JSON gets unscripted:
+    required keys only, an enum's "none" (else its first value), empty strings, zeros.
+
+    >>> minimal_instance({"type": "object", "required": ["tool"],
+    ...                   "properties": {"tool": {"enum": ["calculator", "none"]}}})
+    {'tool': 'none'}
+    >>> minimal_instance("json")
+    {}
+    """
+    if not isinstance(schema, dict):
+        return {}
+    if "anyOf" in schema:
+        return minimal_instance(schema["anyOf"][0])
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return "none" if "none" in schema["enum"] else schema["enum"][0]
+    kind = schema.get("type", "object")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        required = schema.get("required", [])
+        return {key: minimal_instance(properties.get(key, {})) for key in required}
+    return {"array": [], "string": "", "integer": 0, "number": 0, "boolean": False}.get(kind)

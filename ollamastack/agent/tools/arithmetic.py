@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -20,6 +21,7 @@ MAX_FACTORIAL = 1000
 MAX_ROUND_DIGITS = 100
 
 _LOG10_2 = math.log10(2)
+_FLOAT_MAX = sys.float_info.max
 
 Number = int | float
 
@@ -233,12 +235,12 @@ def _binary(op: ast.operator, left: Number, right: Number) -> Number:
         _check_power(left, right)
     elif isinstance(op, ast.Mult) and isinstance(left, int) and isinstance(right, int):
         _check_digits((left.bit_length() + right.bit_length()) * _LOG10_2)
-    with _arithmetic_errors():
+    with _arithmetic_errors(left, right):
         return _checked(_BINARY[type(op)](left, right))
 
 
 def _call(name: str, args: list[Number]) -> Number:
-    with _arithmetic_errors():
+    with _arithmetic_errors(*args):
         try:
             return _checked(FUNCTIONS[name](*args))
         except ValueError:
@@ -249,12 +251,19 @@ def _call(name: str, args: list[Number]) -> Number:
 
 
 @contextmanager
-def _arithmetic_errors() -> Iterator[None]:
+def _arithmetic_errors(*operands: Number) -> Iterator[None]:
+    """Name what went wrong. An overflow may come from a whole number too large to become a
+    float on the way in (``10**400 / 3``, ``sqrt(10**400)``), not from the result."""
     try:
         yield
     except ZeroDivisionError:
         raise CalculationError("division by zero.") from None
     except OverflowError:
+        if any(isinstance(x, int) and abs(x) > _FLOAT_MAX for x in operands):
+            raise CalculationError(
+                "whole numbers above about 1.8e308 work only with + - * // % and whole powers; "
+                "/, decimals and functions like sqrt need smaller numbers."
+            ) from None
         raise CalculationError("the result is too large (overflow).") from None
 
 
@@ -270,10 +279,14 @@ def _check_power(base: Number, exponent: Number) -> None:
 
 
 def _check_digits(digits: float) -> None:
-    if digits > MAX_DIGITS:
+    """Refuse results of more than `MAX_DIGITS` digits, or fewer where the interpreter's limit
+    on writing whole numbers as text (`sys.get_int_max_str_digits`) is lower, so that
+    `format_number` can always write the result."""
+    limit = min(MAX_DIGITS, sys.get_int_max_str_digits() or MAX_DIGITS)
+    if digits > limit:
         size = f"about {digits:,.0f}" if math.isfinite(digits) else "astronomically many"
         raise CalculationError(
-            f"the result is too large ({size} digits; the limit is {MAX_DIGITS:,} digits)."
+            f"the result is too large ({size} digits; the limit is {limit:,} digits)."
         )
 
 

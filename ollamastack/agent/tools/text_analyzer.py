@@ -12,7 +12,10 @@ MAX_TEXT_CHARS = 100_000
 WORDS_PER_MINUTE = 200
 
 _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)")
+# A match may start only where a run of end marks starts (the lookbehind), and neither run gives
+# back characters (possessive): without both, a long run not followed by a space, such as 100,000
+# dots, is rescanned from every position, which is quadratic. The matches are the same.
+_SENTENCE_END = re.compile(r"(?<![.!?…])[.!?…]++[\"'”’)\]]*+(?=\s|$)")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _STOP_WORDS = frozenset(
     "a about above after again against all also am an and any are as at be because been before"

@@ -188,6 +188,10 @@ class ChatEmbedded(BaseChatModel):
                 request[key] = options[option]
         if stop := stop or options.get("stop"):
             request["stop"] = [stop] if isinstance(stop, str) else list(stop)
+        if isinstance(schema := kwargs.get("format"), dict):  # ChatOllama's `format=`
+            request["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
+        elif schema == "json":
+            request["response_format"] = {"type": "json_object"}
         return request, {t["function"]["name"] for t in tools if "function" in t}
 
     async def _astream(

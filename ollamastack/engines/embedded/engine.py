@@ -80,12 +80,13 @@ def model_name(path: Path) -> str:
 
 
 def model_info(path: Path) -> ModelInfo:
-    """How the model is listed. Tools are offered to every embedded model in our
-    `<tool_call>` format (Qwen, Hermes and SmolLM2-1.7B models use it); the shipped 135M
-    model is offered them too but, measured, answers in text instead of calling one."""
+    """How the model is listed. Another GGUF is offered tools natively in our `<tool_call>`
+    format (Qwen, Hermes and SmolLM2-1.7B models use it). The shipped 135M model never called
+    one in 16 tries, answering in text, so it lists no "tools": its tools are prompted (rules,
+    or its JSON choice), and its prompt holds no tool catalogue it cannot use."""
     if path.name == SHIPPED_FILE:
         return ModelInfo(EMBEDDED_MODEL, path.stat().st_size, "135M", "Q4_1", "llama",
-                         ("completion", "tools"), engine=EMBEDDED)
+                         ("completion",), engine=EMBEDDED)
     quant = re.search(r"(?i)\b(I?Q\d\w*|F16|BF16|F32)$", path.stem.replace(".", "-"))
     return ModelInfo(model_name(path), path.stat().st_size, "", quant[1].upper() if quant else "",
                      "", ("completion", "tools"), engine=EMBEDDED)

@@ -42,10 +42,12 @@ def read_literal(text: str) -> Any:
     ({'a': 1}, {'a': 1}, '2+2')
     >>> read_literal("1+" * 5000 + "1") == "1+" * 5000 + "1"
     True
+    >>> read_literal("1" * 4400 + "+1") == "1" * 4400 + "+1"
+    True
     """
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or a number past Python's digit limit
         pass
     try:
         return ast.literal_eval(text)

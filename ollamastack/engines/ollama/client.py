@@ -60,7 +60,8 @@ class OllamaClient:
     request_timeout: float = 300.0
     _client: ollama.AsyncClient = field(init=False, repr=False)
     _http: httpx.AsyncClient = field(init=False, repr=False)
-    _capabilities: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    # what /api/show says of each model: (capabilities, context length), until pull or delete
+    _shown: dict[str, tuple[tuple[str, ...], int | None]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         timeout = ollama_timeout(self.request_timeout)
@@ -94,17 +95,27 @@ class OllamaClient:
 
     async def capabilities(self, model: str) -> tuple[str, ...]:
         """What `model` can do (tools, vision, thinking...), cached until pull or delete."""
-        if model not in self._capabilities:
+        return (await self._show(model))[0]
+
+    async def context_length(self, model: str) -> int | None:
+        """The longest context `model` was trained for (`<family>.context_length`), if said."""
+        return (await self._show(model))[1]
+
+    async def _show(self, model: str) -> tuple[tuple[str, ...], int | None]:
+        if model not in self._shown:
             try:
                 shown = await self._client.show(model)
             except Exception as error:
                 raise self._error(error, model) from None
-            self._capabilities[model] = tuple(shown.capabilities or ())
-        return self._capabilities[model]
+            info = shown.modelinfo or {}
+            lengths = [v for k, v in info.items() if k.endswith(".context_length")]
+            length = int(lengths[0]) if lengths and isinstance(lengths[0], int) else None
+            self._shown[model] = (tuple(shown.capabilities or ()), length)
+        return self._shown[model]
 
     def forget(self, model: str) -> None:
         """Drop `model`'s cached capabilities: it was pulled or deleted through another client."""
-        self._capabilities.pop(model, None)
+        self._shown.pop(model, None)
 
     async def list_models(self) -> list[ModelInfo]:
         try:

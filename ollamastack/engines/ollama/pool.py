@@ -160,6 +160,9 @@ class OllamaPool:
     async def capabilities(self, model: str) -> tuple[str, ...]:
         return await self._first_up(lambda client: client.capabilities(model))
 
+    async def context_length(self, model: str) -> int | None:
+        return await self._first_up(lambda client: client.context_length(model))
+
     async def list_models(self) -> list[ModelInfo]:
         return await self._first_up(lambda client: client.list_models())
 

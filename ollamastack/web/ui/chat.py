@@ -12,22 +12,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, KeysView
+from collections.abc import AsyncIterator, Callable, Container
 from contextlib import aclosing
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gradio as gr
 
 from ollamastack.agent.service_handle import ServiceHandle
-from ollamastack.errors import OllamaStackError, RateLimited
+from ollamastack.errors import OllamaStackError, RateLimited, TooManyTurns
 from ollamastack.events import Started, TurnError
 from ollamastack.settings import Settings
-from ollamastack.storage.memory import TITLE_CHARS
-from ollamastack.web.coalesce import FRAME_SECONDS, any_delta, frames
-from ollamastack.web.edge import Caller, Edge, Entry, caller_of, user_of
+from ollamastack.storage.memory import session_title
+from ollamastack.web.audit import Entry
+from ollamastack.web.coalesce import FRAME_SECONDS, any_delta
+from ollamastack.web.edge import Edge, caller_of, user_of
+from ollamastack.web.turns import TurnPipeline, TurnRequest
 from ollamastack.web.ui.chat_view import TurnView, history_view
 from ollamastack.web.ui.conversations import Conversations, conversation_list, known_conversations
-from ollamastack.web.ui.status import open_service, status_line, toast_errors, waiting_title, warn
+from ollamastack.web.ui.safe_markdown import safe_markdown
+from ollamastack.web.ui.status import (
+    SKIP,
+    open_service,
+    shows_internals,
+    status_line,
+    toast_errors,
+    waiting_title,
+    warn,
+)
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
@@ -36,8 +48,6 @@ UPDATE_INTERVAL = FRAME_SECONDS  # while tokens stream, the chat is resent ~20 t
 SETTLE_TIMEOUT = 10.0  # how long to wait for a stopped turn to be stored
 
 Chat = list[Any]  # gr.ChatMessage, or the dicts the Chatbot hands back
-SKIP = gr.skip()
-BUSY = "This conversation is still answering: wait for it, or press Stop."
 
 
 class TurnUpdate(NamedTuple):
@@ -50,6 +60,17 @@ class TurnUpdate(NamedTuple):
     streaming: Any = SKIP  # True from the first update to the last (see `settle`)
     conversations: Any = SKIP
     listing: Any = SKIP
+
+
+class AnsweringSessions:
+    """`session_id in answering`: whether the chat service is answering in that session."""
+
+    def __init__(self, handle: ServiceHandle) -> None:
+        self.handle = handle
+
+    def __contains__(self, session_id: object) -> bool:
+        service = self.handle.current
+        return service is not None and service.answering(str(session_id)) is not None
 
 
 class ChatHandlers:
@@ -69,12 +90,12 @@ class ChatHandlers:
         self.edge = edge or Edge(settings)
         self.update_interval = update_interval
         self.clock = clock
-        self._turns: dict[str, asyncio.Event] = {}  # sessions answering now; set once stored
+        self.turns = TurnPipeline(handle, self.edge)
 
     @property
-    def answering(self) -> KeysView[str]:
-        """The sessions answering now (a live view, for the other handlers to check)."""
-        return self._turns.keys()
+    def answering(self) -> Container[str]:
+        """The sessions answering now, as the chat service knows them (for other handlers)."""
+        return AnsweringSessions(self.handle)
 
     # -- a turn -------------------------------------------------------------------------
 
@@ -95,22 +116,19 @@ class ChatHandlers:
             yield TurnUpdate()
             return
         caller = caller_of(request)
-        model = model or self.settings.model
-        audited = self.edge.audit(
-            "ui_send", caller, session_id=session_id or "", model=model, message=message
-        )
-        with audited as entry:
-            if not self._counted(entry, caller):
-                yield TurnUpdate()  # the message stays in the box, to send a little later
-                return
-            options = (model, temperature, system_prompt, show_thinking)
-            turn = self._turn(
-                message, list(history or []), session_id, list(conversations or []), *options,
-                caller.user, entry,
-            )
-            async with aclosing(turn) as updates:
-                async for update in updates:
-                    yield update
+        turn = TurnRequest(message, session_id, model, temperature, system_prompt)
+        try:
+            with self.turns.admitted("ui_send", caller, turn) as entry:
+                updates = self._turn(
+                    turn, list(history or []), list(conversations or []), show_thinking,
+                    caller.user, entry, shows_internals(self.settings, request),
+                )
+                async with aclosing(updates):
+                    async for update in updates:
+                        yield update
+        except (RateLimited, TooManyTurns) as refused:  # recorded; the message stays in the box
+            warn(str(refused))
+            yield TurnUpdate()
 
     async def retry(
         self,
@@ -123,32 +141,44 @@ class ChatHandlers:
     ) -> AsyncIterator[TurnUpdate]:
         """Ask the last message again: its turn is forgotten and answered anew."""
         caller = caller_of(request)
-        model = model or self.settings.model
-        with self.edge.audit("ui_retry", caller, session_id=session_id, model=model) as entry:
-            if not self._counted(entry, caller):  # before the undo: the turn stays
-                yield TurnUpdate()
-                return
-            service = await open_service(self.handle)
-            try:  # what the turn checks first: if it would fail, keep the turn there is
-                await service.engines.capabilities(model)
-            except OllamaStackError as error:
-                entry.fail(error)
-                warn(str(error))
-                yield TurnUpdate(status=await status_line(service.engines, model))
-                return
-            text = await self._undo(service, session_id, caller.user)
-            if not text:
-                yield TurnUpdate()
-                return
-            entry.message = text
-            with toast_errors():
-                messages = await service.history(session_id, caller.user)
-            history = history_view(messages, show_thinking=show_thinking)
-            options = (model, temperature, system_prompt, show_thinking)
-            turn = self._turn(text, history, session_id, None, *options, caller.user, entry)
-            async with aclosing(turn) as updates:
-                async for update in updates:
-                    yield update
+        turn = TurnRequest("", session_id, model, temperature, system_prompt)
+        try:
+            with self.turns.admitted("ui_retry", caller, turn) as entry:  # counted before undo
+                updates = self._retry(
+                    turn, show_thinking, caller.user, entry, shows_internals(self.settings, request)
+                )
+                async with aclosing(updates):
+                    async for update in updates:
+                        yield update
+        except (RateLimited, TooManyTurns) as refused:  # recorded; the last turn stays
+            warn(str(refused))
+            yield TurnUpdate()
+
+    async def _retry(
+        self, turn: TurnRequest, show_thinking: bool, user: str, entry: Entry, internals: bool
+    ) -> AsyncIterator[TurnUpdate]:
+        service = await open_service(self.handle)
+        model = turn.model or await service.engines.default_model()
+        try:  # what the turn checks first: if it would fail, keep the turn there is
+            await service.engines.capabilities(model)
+        except OllamaStackError as error:
+            entry.fail(error)
+            warn(str(error))
+            yield TurnUpdate(status=await status_line(service.engines, model, internals=internals))
+            return
+        text = await self._undo(service, turn.session_id, user)
+        if not text:
+            yield TurnUpdate()
+            return
+        entry.message = text
+        with toast_errors():
+            messages = await service.history(turn.session_id, user)
+        history = history_view(messages, show_thinking=show_thinking)
+        updates = self._turn(replace(turn, message=text), history, None, show_thinking, user,
+                             entry, internals)
+        async with aclosing(updates):
+            async for update in updates:
+                yield update
 
     async def undo(
         self, session_id: str, show_thinking: bool, request: gr.Request | None = None
@@ -182,9 +212,9 @@ class ChatHandlers:
         service = await open_service(self.handle)
         chat: Any = SKIP
         if session_id and streaming:
-            if (running := self._turns.get(session_id)) is not None:
+            if (stored := service.answering(session_id)) is not None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(running.wait(), SETTLE_TIMEOUT)
+                    await asyncio.wait_for(stored.wait(), SETTLE_TIMEOUT)
             with toast_errors():
                 messages = await service.history(session_id, user)
             chat = history_view(messages, show_thinking=show_thinking)
@@ -196,87 +226,50 @@ class ChatHandlers:
 
     async def _turn(
         self,
-        message: str,
+        turn: TurnRequest,
         history: Chat,
-        session_id: str,
         conversations: Conversations | None,
-        model: str,
-        temperature: float,
-        system_prompt: str,
         show_thinking: bool,
         user: str,
         entry: Entry,
+        internals: bool,
     ) -> AsyncIterator[TurnUpdate]:
+        """One turn on the page; `internals`: the status line may say where Ollama runs."""
         service = await open_service(self.handle)
-        if session_id in self._turns:
-            entry.outcome, entry.error = "refused", BUSY
-            warn(BUSY)
-            yield TurnUpdate()
+        model = turn.model or await service.engines.default_model()
+        view = TurnView(
+            show_thinking=show_thinking, waiting=await waiting_title(service.engines, model)
+        )
+        chat = [*history, gr.ChatMessage(role="user", content=safe_markdown(turn.message.strip()))]
+        yield TurnUpdate([*chat, *view.messages()], "", streaming=True)
+        batches = self.turns.frames(
+            entry, user, turn, interval=self.update_interval, may_wait=any_delta, clock=self.clock
+        )
+        try:
+            async with aclosing(batches):
+                async for batch in batches:  # one chat update per frame
+                    changed = False
+                    for now, event in batch:
+                        if isinstance(event, Started):
+                            model = event.model or model
+                            if not turn.session_id:  # a new conversation joins the list now
+                                yield TurnUpdate(session_id=event.session_id, **self._listed(
+                                    event.session_id, turn.message, conversations
+                                ))
+                            continue
+                        view.apply(event, now)
+                        changed = True
+                        if isinstance(event, TurnError):
+                            warn(str(event.error))
+                    if changed and not view.finished:
+                        yield TurnUpdate([*chat, *view.messages()])
+        except OllamaStackError as refused:  # raised, not streamed: nothing was stored
+            entry.fail(refused)
+            warn(str(refused))
+            yield TurnUpdate(history, turn.message, streaming=False)
             return
-        stored = asyncio.Event()  # set once the turn is over and stored, however it ended
-        key = session_id
-        if key:
-            self._turns[key] = stored
-        try:
-            view = TurnView(
-                show_thinking=show_thinking, waiting=await waiting_title(service.engines, model)
-            )
-            chat = [*history, gr.ChatMessage(role="user", content=message.strip())]
-            yield TurnUpdate([*chat, *view.messages()], "", streaming=True)
-            events = service.stream_turn(
-                message,
-                session_id=session_id,
-                user=user,
-                model=model,
-                temperature=temperature,
-                system_prompt=system_prompt,
-            )
-            failure: OllamaStackError | None = None
-            updates = frames(events, self.update_interval, may_wait=any_delta, clock=self.clock)
-            try:
-                async with aclosing(updates) as batches:
-                    async for batch in batches:  # one chat update per frame
-                        changed = False
-                        for now, event in batch:
-                            if isinstance(event, Started):
-                                entry.session_id = event.session_id
-                                if not key:  # a new conversation: it joins the side list now
-                                    key = event.session_id
-                                    self._turns[key] = stored
-                                    yield TurnUpdate(session_id=key, **self._listed(
-                                        key, message, conversations
-                                    ))
-                                continue
-                            view.apply(event, now)
-                            changed = True
-                            if isinstance(event, TurnError):
-                                failure = event.error
-                        if changed and not view.finished:
-                            yield TurnUpdate([*chat, *view.messages()])
-            except OllamaStackError as refused:  # raised, not streamed: nothing was stored
-                entry.fail(refused)
-                warn(str(refused))
-                yield TurnUpdate(history, message, streaming=False)
-                return
-            if failure is not None:
-                entry.fail(failure)
-                warn(str(failure))
-            status = await status_line(service.engines, model)
-            yield TurnUpdate([*chat, *view.messages()], status=status, streaming=False)
-        finally:
-            stored.set()
-            if key and self._turns.get(key) is stored:
-                del self._turns[key]
-
-    def _counted(self, entry: Entry, caller: Caller) -> bool:
-        """Count one message against the rate limit; False (with a toast) when over it."""
-        try:
-            self.edge.count_message(caller)
-        except RateLimited as error:
-            entry.fail(error)
-            warn(str(error))
-            return False
-        return True
+        status = await status_line(service.engines, model, internals=internals)
+        yield TurnUpdate([*chat, *view.messages()], status=status, streaming=False)
 
     @staticmethod
     def _listed(
@@ -285,18 +278,14 @@ class ChatHandlers:
         """A new conversation first in the side list, titled by its first message."""
         if conversations is None:
             return {}
-        title = " ".join(message.split())[:TITLE_CHARS]
-        mine = [{"id": session_id, "title": title}, *conversations]
+        mine = [{"id": session_id, "title": session_title(message)}, *conversations]
         return {"conversations": mine, "listing": conversation_list(mine, session_id)}
 
     async def _undo(self, service: ChatService, session_id: str, user: str) -> str:
         if not session_id:
             warn("There is nothing to undo or retry yet.")
             return ""
-        if session_id in self._turns:
-            warn(BUSY)
-            return ""
-        with toast_errors():
+        with toast_errors():  # a conversation still answering: SessionBusy says so
             text = await service.undo_last_turn(session_id, user)
         if not text:
             warn("There is nothing to undo or retry yet.")

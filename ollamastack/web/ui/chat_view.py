@@ -9,7 +9,6 @@ message too, never part of the answer.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 
 from ollamastack.events import (
     INTERRUPTED_TOOL,
+    STOPPED_BY_USER,
     Done,
     Event,
     Started,
@@ -28,9 +28,11 @@ from ollamastack.events import (
     ToolResult,
     TurnError,
     TurnStats,
+    answered_call,
 )
+from ollamastack.web.ui.safe_markdown import fenced, safe_markdown
 
-STOPPED_REASON = "stopped by the user"  # what ChatService stores for a cancelled turn
+STOPPED_REASON = STOPPED_BY_USER  # what ChatService stores for a cancelled turn
 THINKING_TITLE = "Thinking"
 
 
@@ -40,19 +42,6 @@ def tool_title(name: str, *, failed: bool = False) -> str:
     ('Used tool `calculator`', 'Tool `weather` failed')
     """
     return f"Tool `{name}` failed" if failed else f"Used tool `{name}`"
-
-
-def fenced(text: str, language: str = "") -> str:
-    """A Markdown code block that `text` cannot close early.
-
-    >>> print(fenced("a ``` b", "text"))
-    ````text
-    a ``` b
-    ````
-    """
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{language}\n{text}\n{fence}"
 
 
 def tool_body(args: Mapping[str, Any], result: str | None) -> str:
@@ -68,13 +57,14 @@ def stats_line(
     *,
     first_token: float | None = None,
     total: float | None = None,
+    left_out: int = 0,
 ) -> str:
-    """The small line under an answer.
+    """The small line under an answer; `left_out`: earlier messages the model did not see.
 
     >>> stats_line(42, 38.14, first_token=0.523, total=1.3)
     '<sub>42 tokens · 38.1 tokens/s · first token 0.52 s · 1.30 s in all</sub>'
-    >>> stats_line(1, 0.0)
-    '<sub>1 token</sub>'
+    >>> stats_line(1, 0.0, left_out=3)
+    '<sub>1 token · 3 earlier messages left out to fit the context</sub>'
     """
     parts = [f"{tokens} token{'' if tokens == 1 else 's'}"]
     if tokens_per_second:
@@ -83,6 +73,9 @@ def stats_line(
         parts.append(f"first token {first_token:.2f} s")
     if total is not None:
         parts.append(f"{total:.2f} s in all")
+    if left_out:
+        parts.append(f"{left_out} earlier message{'' if left_out == 1 else 's'} left out to "
+                     "fit the context")
     return f"<sub>{' · '.join(parts)}</sub>"
 
 
@@ -92,6 +85,7 @@ def turn_stats_line(stats: TurnStats) -> str:
         stats.tokens_per_second,
         first_token=stats.time_to_first_token,
         total=stats.total_seconds,
+        left_out=stats.messages_left_out,
     )
 
 
@@ -111,7 +105,10 @@ def _with_note(text: str, note: str) -> str:
 
 
 def _assistant(content: str, **metadata: Any) -> ChatMessage:
-    return ChatMessage(role="assistant", content=content, metadata=metadata)  # type: ignore[arg-type]
+    """An assistant message as the page may show it: see `safe_markdown` (the title too)."""
+    if "title" in metadata:
+        metadata["title"] = safe_markdown(metadata["title"])
+    return ChatMessage(role="assistant", content=safe_markdown(content), metadata=metadata)  # type: ignore[arg-type]
 
 
 # -- stored conversations ---------------------------------------------------------------
@@ -136,7 +133,7 @@ def history_view(messages: Sequence[AnyMessage], *, show_thinking: bool) -> list
     for message in messages:
         if isinstance(message, HumanMessage):
             end_turn()
-            view.append(ChatMessage(role="user", content=message.text))
+            view.append(ChatMessage(role="user", content=safe_markdown(message.text)))
         elif isinstance(message, AIMessage):
             turn.append(message)
             view += _ai_view(message, results, show_thinking)
@@ -175,19 +172,18 @@ def _ai_view(
 
 
 def _add_stats(view: list[ChatMessage], turn: Sequence[AIMessage]) -> None:
-    counts = [m.response_metadata for m in turn]
-    tokens = sum(int(c.get("eval_count") or 0) for c in counts)
-    seconds = sum(int(c.get("eval_duration") or 0) for c in counts) / 1e9
-    if not any("eval_count" in c for c in counts):
-        return  # not an answer Ollama counted (e.g. stored by an older version)
-    line = stats_line(tokens, tokens / seconds if seconds else 0.0)
-    _append_to_answer(view, line)
+    stats = TurnStats()
+    for message in turn:
+        if "eval_count" in message.response_metadata:
+            stats.add(message.response_metadata)
+    if stats.model_calls:  # else not an answer Ollama counted (e.g. stored by an older version)
+        _append_to_answer(view, stats_line(stats.completion_tokens, stats.tokens_per_second))
 
 
 def _append_to_answer(view: list[ChatMessage], line: str) -> None:
     last = view[-1] if view else None
     if last is not None and last.role == "assistant" and not last.metadata:
-        last.content = _with_note(str(last.content), line)
+        last.content = safe_markdown(_with_note(str(last.content), line))
     else:
         view.append(_assistant(line))
 
@@ -285,9 +281,8 @@ class TurnView:
 
     def _tool(self, result: ToolResult) -> _Part | None:
         running = [p for p in self.parts if p.kind == "tool" and p.result is None]
-        by_id = [p for p in running if result.id and p.call_id == result.id]
-        by_name = [p for p in running if p.name == result.name]
-        return (by_id or by_name or [None])[0]
+        index = answered_call(result, [(p.call_id, p.name) for p in running])
+        return None if index is None else running[index]
 
     def _finish(self, now: float, note: str) -> None:
         self._close(now)

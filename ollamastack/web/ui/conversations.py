@@ -3,14 +3,15 @@
 The list lives in the browser (`gr.BrowserState`) as [{"id", "title"}]; the server keeps the
 messages. Every read passes the user, so with login a browser shared by two people still
 shows each only their own conversations.
+
+Exports are files only their owner can fetch (`web/exports.py`).
 """
 
 from __future__ import annotations
 
-import tempfile
+import asyncio
 from collections.abc import Container, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -19,14 +20,14 @@ from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.errors import OllamaStackError
 from ollamastack.web import transcript
 from ollamastack.web.edge import Caller, Edge, caller_of, user_of
+from ollamastack.web.exports import ExportFiles
 from ollamastack.web.ui.chat_view import history_view
-from ollamastack.web.ui.status import open_service, toast_errors, warn
+from ollamastack.web.ui.status import SKIP, open_service, toast_errors, warn
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
 
 Conversations = list[dict[str, str]]
-SKIP = gr.skip()
 NO_TITLE = "New conversation"
 
 
@@ -59,7 +60,7 @@ class ConversationHandlers:
         self.handle = handle
         self.answering = answering
         self.edge = edge or Edge(handle.settings)
-        self._exports: Path | None = None
+        self.exports = ExportFiles(handle.settings.upload_retention)
 
     def new_chat(self) -> tuple[list, str, dict, str]:
         """An empty chat; the next message starts a new conversation: (chat, session, list, box)."""
@@ -114,6 +115,7 @@ class ConversationHandlers:
         with self.edge.audit("ui_delete_conversation", caller, session_id=session_id):
             with toast_errors():
                 await service.delete_session(session_id, user)
+        await asyncio.to_thread(self.exports.remove, user, session_id)  # its downloads too
         kept = [c for c in conversations if c.get("id") != session_id]
         known = await known_conversations(service, user, kept)
         return [], "", known, conversation_list(known)
@@ -148,10 +150,7 @@ class ConversationHandlers:
             text = transcript.to_json(
                 messages, session_id=session_id, title=title, exported_at=stamp
             )
-        if self._exports is None:  # Gradio serves files from the temp dir; one folder per app
-            self._exports = Path(tempfile.mkdtemp(prefix="ollamastack-exports-"))
-        folder = self._exports / session_id
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{transcript.file_stem(title)}.{kind}"
-        path.write_text(text, encoding="utf-8")
+        name = f"{transcript.file_stem(title)}.{kind}"
+        path = await asyncio.to_thread(self.exports.write, user, session_id, name, text)
+        asyncio.get_running_loop().call_later(self.exports.retention + 1, self.exports.expire)
         return gr.update(value=str(path), visible=True)

@@ -18,6 +18,7 @@ from ollamastack.web.ui.chat import ChatHandlers
 from ollamastack.web.ui.conversations import ConversationHandlers
 from ollamastack.web.ui.models import ModelsHandlers, build_models_tab
 from ollamastack.web.ui.page import PageHandlers
+from ollamastack.web.ui.safe_markdown import LATEX_DELIMITERS
 
 STATUS_REFRESH_SECONDS = 30  # the status line follows Ollama (up, down, model unloaded)
 
@@ -61,7 +62,7 @@ def build_ui(blocks: gr.Blocks, settings: Settings, handle: ServiceHandle, edge:
                 model = gr.Dropdown(
                     choices=[(settings.model, settings.model)], value=settings.model,
                     label="Model", scale=4, elem_id="model", buttons=[refresh],
-                    info="Marked when a model cannot use tools, or thinks before answering",
+                    info="Marked: tools chosen by prompt (no native tool calling), thinking",
                 )
                 temperature = gr.Slider(
                     0, 2, value=settings.temperature, step=0.05, label="Temperature", scale=3
@@ -73,6 +74,9 @@ def build_ui(blocks: gr.Blocks, settings: Settings, handle: ServiceHandle, edge:
             chatbot = gr.Chatbot(
                 label="OllamaStack", elem_id="chat", height="60vh", buttons=["copy", "copy_all"],
                 placeholder="Ask anything. Your conversations stay on this machine.",
+                # messages come through safe_markdown, which reads LaTeX as this Chatbot does;
+                # the Chatbot's own HTML sanitizer stays on behind it
+                latex_delimiters=LATEX_DELIMITERS, sanitize_html=True,
             )
             with gr.Row(equal_height=True):
                 message = gr.Textbox(

@@ -16,11 +16,10 @@ from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.engines.types import ModelInfo, PullProgress
 from ollamastack.errors import OllamaStackError
 from ollamastack.web.edge import Edge, caller_of, models_refusal
-from ollamastack.web.ui.status import open_service, warn
+from ollamastack.web.ui.status import SKIP, open_service, warn
 
 HEADERS = ["Model", "Size", "Parameters", "Quantization", "Capabilities", "In memory"]
 PROGRESS_INTERVAL = 0.1  # pull progress is redrawn at most ten times a second
-SKIP = gr.skip()
 PROGRESS_CSS = """
 .pull-progress { display: flex; align-items: center; gap: 12px; }
 .pull-progress progress { flex: 1; height: 14px; }
@@ -132,7 +131,7 @@ class ModelsHandlers:
         with self.edge.audit("ui_pull", caller, model=str(name)) as entry:
             try:
                 self.edge.check_models(caller)
-                name = validation.model_name(name)
+                name = validation.model_name(name, registries=self.edge.settings.registries)
             except OllamaStackError as error:
                 entry.fail(error)
                 warn(str(error))
@@ -184,7 +183,7 @@ class ModelsHandlers:
         with self.edge.audit("ui_delete_model", caller, model=str(name)) as entry:
             try:
                 self.edge.check_models(caller)
-                name = validation.model_name(name)
+                name = validation.model_name(name, registries=self.edge.settings.registries)
                 service = await open_service(self.handle)
                 await service.engines.delete(name)
             except OllamaStackError as error:

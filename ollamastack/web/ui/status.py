@@ -1,24 +1,30 @@
-"""What the page says about Ollama: the status line, the model picker's choices, and toasts."""
+"""What the page says about Ollama (the status line, the model picker's choices), and what
+every page handler shares: toasts, opening the chat service, `SKIP`."""
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from ollamastack.engines.types import EMBEDDED, ModelInfo
 from ollamastack.errors import OllamaStackError
+from ollamastack.web.edge import caller_of, user_errors
+from ollamastack.web.http import OLLAMA_DOWN, sees_internals, without_address
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
     from ollamastack.agent.service_handle import ServiceHandle
     from ollamastack.engines.factory import Engines
+    from ollamastack.settings import Settings
 
 log = logging.getLogger(__name__)
+
+SKIP = gr.skip()  # an output a handler leaves as it is
 
 GREEN_DOT = '<span style="color: #16a34a">●</span>'
 YELLOW_DOT = '<span style="color: #ca8a04">●</span>'
@@ -30,20 +36,9 @@ def warn(message: str) -> None:
     gr.Warning(html.escape(message))
 
 
-@contextmanager
-def toast_errors() -> Iterator[None]:
+def toast_errors() -> AbstractContextManager[None]:
     """Our typed errors as a red toast (the handler stops; the page stays as it was)."""
-    try:
-        yield
-    except OllamaStackError as error:
-        raise gr.Error(html.escape(str(error)), print_exception=False) from None
-    except gr.Error:
-        raise
-    except Exception as error:
-        log.exception("unexpected error in a page handler")
-        raise gr.Error(
-            f"Something went wrong on the server ({type(error).__name__}); see its log."
-        ) from None
+    return user_errors(html=True)
 
 
 async def open_service(handle: ServiceHandle) -> ChatService:
@@ -67,15 +62,15 @@ def model_label(model: ModelInfo) -> str:
     """The picker's label: the name, marked when the model cannot use tools or thinks.
 
     >>> model_label(ModelInfo("gemma3:latest", 1, "4B", "Q4_K_M", "gemma3", ("completion",)))
-    'gemma3:latest (no tools)'
+    'gemma3:latest (prompted tools)'
     >>> model_label(ModelInfo("qwen3:8b", 1, "8B", "Q4_K_M", "qwen3", ("tools", "thinking")))
     'qwen3:8b (thinking)'
     >>> model_label(ModelInfo("embedded/smollm2-135m", 1, "135M", "Q4_1", "", ("completion",),
     ...                       engine="embedded"))
-    'embedded/smollm2-135m (in the app, no tools)'
+    'embedded/smollm2-135m (in the app, prompted tools)'
     """
     marks = ["in the app"] if model.embedded else []
-    marks += [] if model.supports_tools else ["no tools"]
+    marks += [] if model.supports_tools else ["prompted tools"]  # no native tool calling
     if "thinking" in model.capabilities:
         marks.append("thinking")
     return f"{model.name} ({', '.join(marks)})" if marks else model.name
@@ -111,33 +106,51 @@ def model_picker(models: Sequence[ModelInfo] | None, current: str | None, defaul
     )
 
 
-async def status_line(engines: Engines, model: str) -> str:
-    """Whether Ollama answers (where, which version), and whether `model` is there and loaded;
-    for the embedded model, that it answers from inside the app and how to connect Ollama."""
+async def status_line(engines: Engines, model: str, *, internals: bool = False) -> str:
+    """Whether Ollama answers, and whether `model` is there and loaded; for the embedded
+    model, that it answers from inside the app and how to connect Ollama. Where Ollama runs
+    and its version only with `internals` (see `shows_internals`): the page may be public."""
     health = await engines.health()
     problem = ""
-    if not health.reachable:
+    if not health.reachable and internals:
         problem = health.error if health.url in health.error else f"{health.url}: {health.error}"
+    elif not health.reachable:
+        problem = hidden(engines, health.error or OLLAMA_DOWN)
+    head = f"Ollama {health.version} at `{health.url}`" if internals else "Ollama is up"
     if engines.engine_of(model) == EMBEDDED:
         here = f"model `{model}` is the small model that runs inside the app (llama.cpp, CPU)"
         if problem:
             return (f"{YELLOW_DOT} {problem} · {here}: to chat with your own models, start "
                     "Ollama or point `OLLAMA_HOST` at it, then pick one here")
-        return f"{GREEN_DOT} Ollama {health.version} at `{health.url}` · {here}"
+        return f"{GREEN_DOT} {head} · {here}"
     if problem:
         return f"{RED_DOT} {problem}"
-    head = f"Ollama {health.version} at `{health.url}`"
     try:
         installed = {m.name for m in await engines.list_models()}
         running = {m.name for m in await engines.running_models()}
     except OllamaStackError as error:
-        return f"{RED_DOT} {head}: {error}"
+        shown = str(error) if internals else hidden(engines, str(error))
+        return f"{RED_DOT} {head}: {shown}"
     if full_name(model) not in installed:
         return f"{RED_DOT} {head} · model `{model}` is not installed: pull it in the Models tab"
     if full_name(model) in running:
         return f"{GREEN_DOT} {head} · model `{model}` is loaded in memory"
     cold = "is not loaded yet: its first answer waits while it loads"
     return f"{GREEN_DOT} {head} · model `{model}` {cold}"
+
+
+def hidden(engines: Engines, text: str) -> str:
+    """An error's message naming none of Ollama's addresses, for a page that may be public."""
+    return without_address(text, *engines.settings.ollama_hosts)
+
+
+def shows_internals(settings: Settings, request: gr.Request | None) -> bool:
+    """Whether the status line may say where Ollama runs (`sees_internals`); a handler
+    called in-process, without a request, may."""
+    if request is None:
+        return True
+    caller = caller_of(request)
+    return sees_internals(settings, caller.user, caller.client)
 
 
 async def waiting_title(engines: Engines, model: str) -> str:
