@@ -67,8 +67,9 @@ bench: $(BENCH_STAMP) $(APT_STAMP) bench-tools  ## Measure our overhead over Oll
 
 # The embedded model in each tool mode, on this CPU (about six minutes on two cores), and
 # text-call repair per shape on the test server (seconds). TOOLS_ARGS=--quick: 10 prompts.
-bench-tools: $(BENCH_STAMP)  ## Tool-use evaluation; writes BENCHMARKS-tools.md (TOOLS_ARGS=--quick)
+bench-tools: $(BENCH_STAMP)  ## Tool use and the embedded model; writes BENCHMARKS-tools.md, BENCHMARKS-embedded.md
 	$(PY) -m bench.tool_eval --output BENCHMARKS-tools.md $(TOOLS_ARGS)
+	$(PY) -m bench.embedded --threads 1,2 --output BENCHMARKS-embedded.md
 
 # Open WebUI, the peer (optional, never part of `make test`): its own venv, since it pins
 # hundreds of packages (torch and CUDA's libraries among them, about 7 GB) that must not meet ours.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import statistics
 import tempfile
@@ -82,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", default="1,2", help="thread counts to compare")
     parser.add_argument("--no-warm", action="store_true", help="skip the start-up warm-up")
+    parser.add_argument("--output", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     results = {}
     for threads in (int(t) for t in args.threads.split(",")):
@@ -90,6 +92,20 @@ def main() -> None:
         for row in results[name]:
             print(f"  {name}: {row}", flush=True)
     print(table(results))
+    if args.output:
+        args.output.write_text(report(results, args))
+
+
+def report(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (
+        "## The embedded model's first impression (issue 15)\n\n"
+        f"`python -m bench.embedded --threads {args.threads}"
+        f"{' --no-warm' if args.no_warm else ''}`, {when}, on this machine's CPU "
+        f"({os.cpu_count()} cores). Ollama unreachable, so `embedded/smollm2-135m` answers; "
+        f"the turns, each in a new session: {', '.join(repr(t) for t in TURNS)}.\n\n"
+        f"{table(results)}\n"
+    )
 
 
 if __name__ == "__main__":

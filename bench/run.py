@@ -87,8 +87,9 @@ def notes(on_postgres: bool, with_peers: bool = False) -> list[str]:
     return [*peer,
         f"The app runs with OLLAMASTACK_CONCURRENCY={servers.APP_CONCURRENCY} and the relay "
         "with no concurrency limit, so no turn waits in Gradio's queue; the app's default (16) "
-        "queues the 17th concurrent turn. The app's per-user rate limit is off "
-        "(OLLAMASTACK_RATE_LIMIT=0): every benchmark client is one anonymous user.",
+        "queues the 17th concurrent turn. The app's per-user limits are off "
+        "(OLLAMASTACK_RATE_LIMIT=0, OLLAMASTACK_MAX_TURNS_PER_USER=128): every benchmark "
+        "client is one anonymous user.",
         "The app and the agent store conversations in "
         + ("a new PostgreSQL database each (the test suite's throwaway server)."
            if on_postgres else "a SQLite file each (the default)."),

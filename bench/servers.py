@@ -124,6 +124,7 @@ def start_app(ollama_url: str, data_dir: Path, profile: Path | None = None,
     env = quiet_env(
         OLLAMA_HOST=ollama_url, OLLAMASTACK_DATA_DIR=str(data_dir), OLLAMASTACK_MODEL="bench-00",
         OLLAMASTACK_CONCURRENCY=str(APP_CONCURRENCY), OLLAMASTACK_RATE_LIMIT="0",
+        OLLAMASTACK_MAX_TURNS_PER_USER=str(APP_CONCURRENCY),
         GRADIO_SERVER_NAME="127.0.0.1",
         GRADIO_SERVER_PORT=str(port),
         **({"OLLAMASTACK_DATABASE_URL": database_url} if database_url else {}),

@@ -69,7 +69,7 @@ async def measure(settings: Any, database: str, fake: RemoteOllama, turns: int) 
     side = await AgentSide(settings).open()
     cost = StorageCost(database, turns)
     try:
-        saver, store = side.service.memory.checkpointer, side.service.memory.sessions._store
+        saver, store = side.service.memory.checkpointer, side.service.memory.store
         await side.turn(Session(0, model_of(0)), "warm up")  # tables, capabilities, caches
         saver.aput = cost.writes.wrap(saver.aput)
         saver.aput_writes = cost.writes.wrap(saver.aput_writes)

@@ -270,7 +270,8 @@ def misses(run: Run, limit: int = 15) -> list[str]:
 
 
 def render(embedded: Sequence[Run], scripted: Sequence[Run], notes: Sequence[str]) -> str:
-    lines = ["## Tool use (issue 15)", "", *notes, ""]
+    command = " ".join(["python -m bench.tool_eval", *sys.argv[1:]])
+    lines = ["## Tool use (issue 15)", "", f"`{command}`", "", *notes, ""]
     if embedded:
         lines += [f"### The embedded model (`{embedded[0].model}`), by tool mode", "",
                   *summary_table(embedded, "Tool mode"), "",

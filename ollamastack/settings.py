@@ -175,6 +175,10 @@ class Settings(BaseSettings):
         "names the client, comma-separated (`*`: any sender, only when nothing else can reach "
         "the app); no other sender is believed. Empty: none, loopback included.",
     )
+    cors_origins: str = Field(
+        "", description="Origins (`https://app.example`) whose pages may call the REST and "
+        "OpenAI-compatible routes from a browser, comma-separated; empty: none (CORS off).",
+    )
     max_upload_mb: Annotated[float, Field(gt=0, le=10_000)] = Field(
         20, description="Largest file Gradio's upload route accepts, in MB.",
     )

@@ -4,6 +4,7 @@ Gradio's streamable HTTP transport."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -188,3 +189,23 @@ def test_no_client_can_pass_itself_off_as_an_mcp_caller(app: Served) -> None:
         posted = rest.post("/gradio_api/call/sessions", json={"data": []}, headers=forged)
         rest.get(f"/gradio_api/call/sessions/{posted.json()['event_id']}")
     assert audited_clients(app, "/sessions", before + 1)[before:] == ["127.0.0.1"]
+
+
+async def test_a_second_mcp_message_to_an_answering_conversation_is_refused(
+    app: Served, ollama: OllamaView
+) -> None:
+    async with connect(app) as mcp, connect(app) as other:
+        session = (await call(mcp, "chat", message="Hello."))["session_id"]
+        ollama.server.token_rate = 20
+        ollama.enqueue_text("one two three four five six seven eight nine ten")
+        first = asyncio.ensure_future(call(mcp, "chat", message="Count.", session_id=session))
+        for _ in range(500):  # until the first answer streams (this loop runs the MCP client)
+            if len(ollama.chat_requests) == 2:
+                break
+            await asyncio.sleep(0.01)
+        refused = await other.call_tool("chat", {"message": "Again?", "session_id": session})
+        answered = await first
+    assert refused.isError
+    assert "This conversation is still answering" in refused.content[0].text
+    assert answered["content"] == "one two three four five six seven eight nine ten"
+    assert len(ollama.chat_requests) == 2  # the refused message never reached Ollama

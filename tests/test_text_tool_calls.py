@@ -11,8 +11,9 @@ from gradio_client import Client
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from ollamastack.agent.service import ChatService
-from ollamastack.agent.service_handle import open_chat_service
+from ollamastack.agent.service_handle import ServiceHandle, open_chat_service
 from ollamastack.events import Done, TextDelta, ToolCall, ToolResult, TurnError
+from ollamastack.web.ui.chat import ChatHandlers
 from tests.support.api_helpers import serve
 from tests.support.chat_helpers import (
     assistant_calls,
@@ -148,3 +149,24 @@ def test_chat_shows_a_text_call_as_a_tool_call(ollama_server: FakeOllama, tmp_pa
     ]
     assert final["content"] == "It is 84."
     assert not any("tool_call" in text or "{" in text for text in shown)
+
+
+async def test_the_page_shows_a_text_call_as_a_tool_step(ollama_server: FakeOllama, tmp_path: Path):
+    ollama_server.enqueue_text(text_call("pythonic", "calculator", {"expression": "12*7"}))
+    ollama_server.enqueue_text("It is 84.")
+    settings = make_settings(ollama_server, data_dir=tmp_path)
+    handle = ServiceHandle(settings)
+    chat = ChatHandlers(settings, handle, update_interval=0)
+    try:
+        updates = [u async for u in chat.send(
+            "What is 12*7?", [], "", [], "llama3.2", 0.7, "", True
+        )]
+    finally:
+        await handle.close()
+    shown = [u.chat for u in updates if isinstance(u.chat, list)]
+    assert not any("calculator(" in str(m.content) for view in shown for m in view)
+    final = shown[-1]
+    step = final[1]
+    assert step.metadata["title"] == "Used tool `calculator`"
+    assert "12*7" in step.content and "84" in step.content
+    assert final[2].content.startswith("It is 84.")

@@ -5,7 +5,6 @@ long for Python's int-to-text limit become calculator errors."""
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import random
 import re
 import sys
@@ -13,7 +12,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from multiprocessing.connection import Connection
 
 import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
@@ -25,30 +23,15 @@ from ollamastack.agent.tools import build_tools, calculator, text_analyzer
 from ollamastack.agent.tools.text_analyzer import _SENTENCE_END
 from ollamastack.engines.factory import open_engines
 from ollamastack.settings import Settings
+from tests.support.bounded import answer_within
 from tests.support.chat_helpers import assistant_calls, make_settings, tool_message
 from tests.support.ollama_server import FakeOllama
 
 # text_analyzer: linear on hostile text
 
 
-def _analyze_into(text: str, pipe: Connection) -> None:
-    pipe.send(text_analyzer.invoke({"text": text}))
-
-
 def analyze_within(text: str, seconds: float) -> str:
-    """The analyzer's answer, from a child process killed after `seconds`: a regex match holds
-    the GIL, so only a separate process can bound it."""
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_analyze_into, args=(text, sender), daemon=True)
-    child.start()
-    try:
-        if not receiver.poll(seconds):
-            pytest.fail(f"the analyzer was still busy after {seconds} s on {text[:30]!r}…")
-        return receiver.recv()
-    finally:
-        child.kill()
-        child.join()
+    return answer_within(text_analyzer, {"text": text}, seconds)
 
 
 def hostile(unit: str) -> str:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import re
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection
 
 import pytest
 from langchain_core.tools import BaseTool
@@ -22,6 +20,7 @@ from ollamastack.agent.tools import (
 from ollamastack.agent.tools.arithmetic import CONSTANTS, FUNCTIONS
 from ollamastack.agent.tools.weather import CURRENT_FIELDS, make_weather_tool
 from ollamastack.settings import Settings
+from tests.support.bounded import answer_within
 from tests.support.weather_server import (
     FORECAST_PATH,
     GEOCODING_PATH,
@@ -279,26 +278,9 @@ def test_calculator_errors(expression, error):
     assert calculator.invoke({"expression": expression}) == error
 
 
-def _calculate_into(expression: str, pipe: Connection) -> None:
-    pipe.send(calculator.invoke({"expression": expression}))
-
-
 def calculate_within(expression: str, seconds: float = 5.0) -> str:
-    """The calculator's answer, computed in a child process that is killed after `seconds`.
-
-    A runaway big-number computation holds the GIL, so only a separate process can bound it.
-    """
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_calculate_into, args=(expression, sender), daemon=True)
-    child.start()
-    try:
-        if not receiver.poll(seconds):
-            pytest.fail(f"the calculator was still busy after {seconds} s on {expression[:60]!r}")
-        return receiver.recv()
-    finally:
-        child.kill()
-        child.join()
+    """The calculator's answer, bounded (a runaway big-number computation holds the GIL)."""
+    return answer_within(calculator, {"expression": expression}, seconds)
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ class TurnContext:
     think: bool | None = None
     ollama_url: str = ""  # the instance that answers, with several; empty: the only one
     num_ctx: int = 0  # the context this model gets (0: OLLAMASTACK_NUM_CTX)
+    max_tokens: int | None = None  # the answer's longest length (Ollama's num_predict)
 
 
 def current_turn_start(messages: Sequence[AnyMessage]) -> int:
@@ -111,7 +112,8 @@ class TurnMiddleware(AgentMiddleware):
             tools, prompt = [], f"{prompt}\n\n{TOOL_BUDGET_SPENT}"
         settings: dict = {
             "model": context.model,
-            "options": {"temperature": context.temperature, "num_ctx": num_ctx},
+            "options": {"temperature": context.temperature, "num_ctx": num_ctx}
+            | ({"num_predict": context.max_tokens} if context.max_tokens else {}),
         }
         if context.think is not None:
             settings["reasoning"] = context.think

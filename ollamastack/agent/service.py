@@ -178,6 +178,7 @@ class ChatService:
         model: str = "",
         temperature: float | None = None,
         system_prompt: str = "",
+        max_tokens: int | None = None,
     ) -> AsyncIterator[Event]:
         """Answer `message` in `session_id` (a new session when empty), streaming events.
 
@@ -215,7 +216,7 @@ class ChatService:
             await self.memory.sessions.touch(session_id, user, text)
             yield Started(session_id, model)
             async with aclosing(self._run(text, session_id, model, temperature, prompt,
-                                          capabilities)) as events:
+                                          capabilities, max_tokens)) as events:
                 async for event in events:
                     yield event
         finally:
@@ -224,7 +225,7 @@ class ChatService:
 
     async def _run(
         self, text: str, session_id: str, model: str, temperature: float, prompt: str,
-        capabilities: tuple[str, ...],
+        capabilities: tuple[str, ...], max_tokens: int | None = None,
     ) -> AsyncIterator[Event]:
         context = TurnContext(
             model=model,
@@ -232,6 +233,7 @@ class ChatService:
             system_prompt=prompt,
             tool_mode=tool_mode(self.settings.tool_mode, capabilities),
             num_ctx=await self.engines.context_length(model),
+            max_tokens=max_tokens,
             think=True if "thinking" in capabilities else None,
             ollama_url=(
                 self.ollama.instance_for(session_id)

@@ -108,6 +108,7 @@ class Memory:
 
     checkpointer: BaseCheckpointSaver
     sessions: SessionIndex
+    store: BaseStore  # the key-value store under the session index (API tokens share it)
 
 
 def private_directory(path: Path) -> None:
@@ -135,7 +136,7 @@ async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
         assert settings.sqlite_path is not None
         opened = open_sqlite(settings.sqlite_path)
     async with opened as (checkpointer, store):
-        yield Memory(checkpointer, SessionIndex(store))
+        yield Memory(checkpointer, SessionIndex(store), store)
 
 
 async def check_postgres(url: str) -> None:

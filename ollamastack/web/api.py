@@ -37,6 +37,7 @@ from ollamastack.web.api_schema import (
 from ollamastack.web.coalesce import FRAME_SECONDS, same_run
 from ollamastack.web.edge import Edge, caller_of, user_errors
 from ollamastack.web.http import health_body, sees_internals
+from ollamastack.web.rest.token_endpoints import token_endpoints
 from ollamastack.web.turns import TurnPipeline, TurnRequest
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ def register_api(
         api.delete_session,
         api.pull_model,
         api.delete_model,
+        *token_endpoints(settings, handle, edge),  # API tokens, with logins only
     ]
     for endpoint in endpoints:
         gr.api(endpoint, api_name=endpoint.__name__)

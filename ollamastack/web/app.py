@@ -6,7 +6,7 @@ import asyncio
 import gc
 import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +27,12 @@ from ollamastack.web.exports import ExportGuard
 from ollamastack.web.http import HealthAndHeaders
 from ollamastack.web.logins import LoginGuard, LoginLimiter
 from ollamastack.web.proxies import McpCallers, proxy_errors, uvicorn_trusting
+from ollamastack.web.rest.door import rest_middleware
 from ollamastack.web.ui.layout import build_ui
 
 log = logging.getLogger(__name__)
+
+WARM_DELAY = 1.0  # seconds after start-up before the embedded model is warmed
 
 
 @dataclass
@@ -50,9 +53,12 @@ class WebApp:
             await check_postgres(settings.database_url)
         return await service.engines.health()
 
-    async def warm(self) -> None:
-        """Open the chat service and warm the embedded model when it answers by default."""
+    async def warm(self, after: Awaitable[object]) -> None:
+        """Open the chat service and warm the embedded model when it answers by default, once
+        start-up has settled (`after`, then `WARM_DELAY`): the first page comes first."""
         try:
+            await after
+            await asyncio.sleep(WARM_DELAY)
             service = await self.handle.get()
             await service.warm()
         except Exception as error:  # the first turn loads it, and says what is wrong
@@ -66,7 +72,10 @@ class WebApp:
         @asynccontextmanager
         async def lifespan(_app: Any) -> AsyncIterator[None]:
             loading = asyncio.get_running_loop().run_in_executor(None, preload_core)
-            warming = asyncio.ensure_future(self.warm()) if self.handle.settings.embedded else None
+            warming = (
+                asyncio.ensure_future(self.warm(after=loading))
+                if self.handle.settings.embedded else None
+            )
             yield
             await loading
             if warming is not None:
@@ -75,6 +84,7 @@ class WebApp:
 
         settings = self.handle.settings
         middleware = [Middleware(HealthAndHeaders, health=self.health), Middleware(ExportGuard)]
+        middleware += rest_middleware(settings, self.handle, self.edge)  # /api/v1, /v1 (REST)
         if settings.mcp:
             middleware.append(Middleware(McpCallers))
         if settings.logins:

@@ -30,6 +30,7 @@ class TurnRequest:
     model: str = ""
     temperature: float | None = None
     system_prompt: str = ""
+    max_tokens: int | None = None  # the answer's longest length (OpenAI's `max_tokens`)
 
 
 class TurnPipeline:
@@ -75,6 +76,7 @@ class TurnPipeline:
             model=turn.model,
             temperature=turn.temperature,
             system_prompt=turn.system_prompt,
+            max_tokens=turn.max_tokens,
         )
         async with aclosing(frames(events, interval, may_wait=may_wait, clock=clock)) as batches:
             async for batch in batches:

@@ -19,6 +19,7 @@ from ollamastack.web.ui.conversations import ConversationHandlers
 from ollamastack.web.ui.models import ModelsHandlers, build_models_tab
 from ollamastack.web.ui.page import PageHandlers
 from ollamastack.web.ui.safe_markdown import LATEX_DELIMITERS
+from ollamastack.web.ui.tokens import build_token_section
 
 STATUS_REFRESH_SECONDS = 30  # the status line follows Ollama (up, down, model unloaded)
 
@@ -98,6 +99,8 @@ def build_ui(blocks: gr.Blocks, settings: Settings, handle: ServiceHandle, edge:
                 )
         with gr.Tab("Models", id="models"):
             models_tab = build_models_tab(models)
+        with gr.Tab("API tokens", id="api-tokens"):
+            build_token_section(blocks, settings, handle, edge)
 
     # -- a turn: stream it, then settle it (also after Stop, which cancels the stream) --------
     options = [model, temperature, system_prompt, show_thinking]
