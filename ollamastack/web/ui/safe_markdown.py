@@ -23,30 +23,23 @@ from __future__ import annotations
 
 import functools
 import html
-import inspect
 import re
-from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-
-# Shown as formatting when written bare (`<b>`, `</b>`, `<br/>`): nothing in them can load,
-# move or cover anything.
-KEPT_TAGS = (
-    "b", "strong", "i", "em", "u", "s", "strike", "del", "ins", "mark", "sub", "sup",
-    "small", "kbd", "code", "br",
+from ollamastack.web.ui.page_markdown import (
+    KEPT_TAG,
+    KEPT_TAGS,
+    LATEX,
+    LATEX_DELIMITERS,
+    MERMAID,
+    RISKY,
+    dedent,
+    renders_safely,
 )
-# What gr.Chatbot renders as LaTeX (its default); layout.py passes the same to the Chatbot.
-LATEX_DELIMITERS: list[dict[str, str | bool]] = [{"left": "$$", "right": "$$", "display": True}]
 
-# How Gradio's chat finds LaTeX, before it parses Markdown: `left([\s\S]+?)right`.
-_LATEX = re.compile("|".join(
-    f"{re.escape(str(d['left']))}[\\s\\S]+?{re.escape(str(d['right']))}"
-    for d in LATEX_DELIMITERS
-))
+__all__ = ["KEPT_TAGS", "LATEX_DELIMITERS", "fenced", "plain_code", "safe_markdown"]
+
 _WS = r"[ \t\n]"
-_KEPT_TAG = re.compile(rf"</?(?:{'|'.join(KEPT_TAGS)}){_WS}*/?>", re.IGNORECASE)
 _AUTOLINK = re.compile(r"<(?:https?|mailto):[^<>\x00-\x20]*>", re.IGNORECASE)
 _ATTRIBUTE = rf"""{_WS}+[A-Za-z_:][\w.:-]*(?:{_WS}*={_WS}*(?:[^ \t\n"'=<>`]+|'[^']*'|"[^"]*"))?"""
 _IMG_TAG = re.compile(rf"<img((?:{_ATTRIBUTE})*){_WS}*/?>", re.IGNORECASE)
@@ -71,13 +64,6 @@ _FENCE_OPEN = re.compile(rf"{_CONTAINERS}(`{{3,}}(?=[^`]*$)|~{{3,}})")
 _FENCE_CLOSE = re.compile(r"(?:[ \t]*>)*[ \t]*([`~]{3,})[ \t]*$")  # "```~" too, for the page
 _URL_SAFE = "!#$%&'*+,-./:;=?@[]_~"  # kept in a link's URL; the rest is %-encoded
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
-_MERMAID = re.compile(r"(?<!`)```mermaid")  # what Gradio renders as a diagram, HTML labels too
-
-# HTML, an image or a diagram needs one of these: text without them is safe as it is.
-_RISKY = re.compile(r"<[A-Za-z/!?]|!\[|```mermaid")
-# Blocks only: inline parsing takes most of the time, and is needed only where `_RISKY` is.
-_PARSER = MarkdownIt("commonmark").enable(["table", "strikethrough"]).disable("inline")
-
 
 @functools.lru_cache(maxsize=256)  # a streamed turn shows its earlier parts again each update
 def safe_markdown(text: str) -> str:
@@ -97,8 +83,8 @@ def safe_markdown(text: str) -> str:
     >>> print(safe_markdown("<br>"))  # alone on its line it would open an HTML block
     &lt;br>
     """
-    text = _dedent(text.replace("\ue000", "").replace("\ue001", ""))
-    if not _RISKY.search(text):
+    text = dedent(text.replace("\ue000", "").replace("\ue001", ""))
+    if not RISKY.search(text):
         return text  # no way to HTML, an image or a diagram: most text
     latex: list[str] = []
 
@@ -106,10 +92,10 @@ def safe_markdown(text: str) -> str:
         latex.append(match.group(0))
         return f"\ue000{len(latex) - 1}\ue001"
 
-    held = _LATEX.sub(hold, text)
+    held = LATEX.sub(hold, text)
     shown = _PLACEHOLDER.sub(lambda m: latex[int(m.group(1))], _escape(held))
-    shown = _dedent(shown)
-    if not _RISKY.search(shown) or renders_safely(shown):  # all escaped, or only in code
+    shown = dedent(shown)
+    if not RISKY.search(shown) or renders_safely(shown):  # all escaped, or only in code
         return shown
     return plain_code(text)
 
@@ -130,51 +116,6 @@ def fenced(text: str, language: str = "") -> str:
 def plain_code(text: str) -> str:
     """`text` as a code block: shown exactly as written, whatever it holds."""
     return fenced(text, "text")
-
-
-def renders_safely(markdown: str) -> bool:
-    """Whether the page would make only kept tags of `markdown`'s HTML, and no image.
-
-    >>> renders_safely("**a** <sub>b</sub> `<img src=x>` [link](http://x.test/)")
-    True
-    >>> [renders_safely(t) for t in ("<b>\\n<i>", "x <span>", "![a](b)", "```mermaid\\nA")]
-    [False, False, False, False]
-    """
-    view = _LATEX.sub("%%%LATEX_BLOCK%%%", inspect.cleandoc(markdown))
-    lines = view.split("\n")
-    env: dict[str, object] = {}  # link reference definitions, for `![text][ref]`
-    for token in _PARSER.parse(view, env):
-        if token.type == "html_block":
-            return False
-        if token.type == "fence" and token.map and _MERMAID.search(lines[token.map[0]]):
-            return False
-        if token.type == "inline" and _RISKY.search(token.content):
-            inline: list[Token] = []
-            _PARSER.inline.parse(token.content, _PARSER, env, inline)
-            for part in _walk(inline):
-                if part.type == "image":
-                    return False
-                if part.type == "html_inline" and not _KEPT_TAG.fullmatch(part.content):
-                    return False
-    return True
-
-
-def _dedent(text: str) -> str:
-    """What Gradio's Chatbot shows of `text` (it applies `inspect.cleandoc`), and shows the
-    same again: one cleandoc can leave lines for the next to dedent.
-
-    >>> _dedent("  \\n\\n- a\\n   > b"), _dedent("   ")
-    ('- a\\n> b', '')
-    """
-    while (shown := inspect.cleandoc(text)) != text:
-        text = shown
-    return text
-
-
-def _walk(tokens: list[Token]) -> Iterator[Token]:
-    for token in tokens:
-        yield token
-        yield from _walk(token.children or [])
 
 
 def _escape(text: str) -> str:
@@ -205,7 +146,7 @@ def _escape(text: str) -> str:
 
 def _escape_inline(text: str) -> str:
     """Escape one run of non-code lines, reading code spans as CommonMark does."""
-    text = _MERMAID.sub("``` mermaid", text)  # wherever a block may start, even mid-line
+    text = MERMAID.sub("``` mermaid", text)  # wherever a block may start, even mid-line
     out: list[str] = []
     i = 0
     while i < len(text):
@@ -224,7 +165,7 @@ def _escape_inline(text: str) -> str:
             run = _BACKTICKS.match(text, i).end() - i  # type: ignore[union-attr]
             end = _code_span_end(text, i, run)
             code = text[i + run:end - run] if end > i + run else ""
-            out.append(_inline_code(code) if _RISKY.search(code) else text[i:end])
+            out.append(_inline_code(code) if RISKY.search(code) else text[i:end])
             i = end
         elif char == "<":
             i = _escape_tag(text, i, out)
@@ -270,7 +211,7 @@ def _inline_code(code: str) -> str:
 def _escape_tag(text: str, i: int, out: list[str]) -> int:
     """Handle the `<` at `i`: keep a formatting tag or autolink, link an `<img>`, escape
     anything else that could open HTML. Returns where to go on."""
-    if tag := _KEPT_TAG.match(text, i):
+    if tag := KEPT_TAG.match(text, i):
         line_start, line_end = text.rfind("\n", 0, i) + 1, text.find("\n", i)
         rest = text[tag.end():] if line_end < 0 else text[tag.end():line_end]
         # alone on its line (list and quote markers aside) it would open an HTML block
