@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -21,15 +20,10 @@ from pathlib import Path
 from ollamastack.agent.service_handle import open_chat_service
 from ollamastack.events import Done, TextDelta, ToolCall
 from ollamastack.settings import Settings
+from tests.support.chat_helpers import closed_port_url
 
 TURNS = ["hi", "hi again", "What is the capital of France?", "What is 12*7?",
          "Write one sentence about autumn."]
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 async def measure(threads: int, warm: bool) -> list[dict]:

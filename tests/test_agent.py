@@ -9,13 +9,8 @@ import pytest
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
-from ollamastack.agent.graph import (
-    TOOL_BUDGET_SPENT,
-    build_agent,
-    current_turn_start,
-    history_window,
-    tool_rounds,
-)
+from ollamastack.agent.graph import TOOL_BUDGET_SPENT, build_agent
+from ollamastack.agent.history import current_turn_start, history_window, tool_rounds
 from ollamastack.agent.service import ChatService
 from ollamastack.agent.service_handle import open_chat_service
 from ollamastack.agent.tools import build_tools

@@ -15,19 +15,16 @@ from langchain.agents.middleware import (
     ToolErrorMiddleware,
 )
 from langchain_core.messages import (
-    AIMessage,
-    AnyMessage,
-    HumanMessage,
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.messages.utils import count_tokens_approximately, trim_messages
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
+from ollamastack.agent.history import history_window, tool_rounds
 from ollamastack.agent.prompted_tools import ToolChoiceMiddleware
 from ollamastack.agent.repair import RepairTextToolCalls
 from ollamastack.engines.factory import Engines
@@ -51,40 +48,6 @@ class TurnContext:
     ollama_url: str = ""  # the instance that answers, with several; empty: the only one
     num_ctx: int = 0  # the context this model gets (0: OLLAMASTACK_NUM_CTX)
     max_tokens: int | None = None  # the answer's longest length (Ollama's num_predict)
-
-
-def current_turn_start(messages: Sequence[AnyMessage]) -> int:
-    """Index of the last human message: where the turn being answered begins."""
-    for index in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[index], HumanMessage):
-            return index
-    return 0
-
-
-def history_window(messages: Sequence[AnyMessage], max_tokens: int) -> list[AnyMessage]:
-    """The newest messages that fit `max_tokens`, always keeping the current turn whole.
-
-    Earlier turns are cut at a human message, so a tool call never loses its result.
-    """
-    start = current_turn_start(messages)
-    current = list(messages[start:])
-    budget = max_tokens - count_tokens_approximately(current)
-    if budget <= 0 or start == 0:
-        return current if budget <= 0 else list(messages)
-    earlier = trim_messages(
-        list(messages[:start]),
-        max_tokens=budget,
-        token_counter=count_tokens_approximately,
-        strategy="last",
-        start_on="human",
-    )
-    return [*earlier, *current]
-
-
-def tool_rounds(messages: Sequence[AnyMessage]) -> int:
-    """How many times the model has called tools in the current turn."""
-    turn = messages[current_turn_start(messages):]
-    return sum(1 for m in turn if isinstance(m, AIMessage) and m.tool_calls)
 
 
 class TurnMiddleware(AgentMiddleware):

@@ -27,6 +27,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import tool_call
 
+from ollamastack.agent.history import current_turn_start
 from ollamastack.agent.repair import tool_schemas
 from ollamastack.agent.text_tool_calls import read_calls
 from ollamastack.agent.tool_choice import ANALYSIS, Choice, select_tools
@@ -37,14 +38,6 @@ CHOOSE = (
     'Answer with JSON only: {"tool": "<name>", "arguments": {...}}, or {"tool": "none"} when '
     "no tool is needed.\nTools:\n"
 )
-
-
-def turn_of(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
-    """The messages of the turn being answered: from the last human message on."""
-    for index in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[index], HumanMessage):
-            return list(messages[index:])
-    return list(messages)
 
 
 def choice_schema(tools: list[Any]) -> dict[str, Any]:
@@ -160,7 +153,7 @@ class ToolChoiceMiddleware(AgentMiddleware):
         tools = list(request.tools)
         if mode not in ("native", "prompted") or not tools:
             return await handler(request)
-        turn = turn_of(request.messages)
+        turn = request.messages[current_turn_start(request.messages):]
         asked = turn[0].text if turn and isinstance(turn[0], HumanMessage) else ""
         offered = {tool.name: tool for tool in tools if hasattr(tool, "name")}
         choices = select_tools(asked, set(offered))

@@ -11,7 +11,7 @@ import logging
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.graph.state import CompiledStateGraph
 
-from ollamastack.agent.graph import current_turn_start
+from ollamastack.agent.history import current_turn_start
 from ollamastack.events import INTERRUPTED_TOOL
 
 log = logging.getLogger(__name__)

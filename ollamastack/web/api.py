@@ -10,7 +10,6 @@ call in the audit log.
 # No `from __future__ import annotations`: Gradio reads the annotations at runtime to
 # describe each endpoint, and skips parameters typed `gr.Request`.
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -19,7 +18,6 @@ import gradio as gr
 
 from ollamastack import validation
 from ollamastack.agent.service_handle import ServiceHandle
-from ollamastack.engines.types import Health
 from ollamastack.events import Done, Started, TurnError
 from ollamastack.settings import Settings
 from ollamastack.web.api_schema import (
@@ -36,11 +34,10 @@ from ollamastack.web.api_schema import (
 )
 from ollamastack.web.coalesce import FRAME_SECONDS, same_run
 from ollamastack.web.edge import Edge, caller_of, user_errors
-from ollamastack.web.http import health_body, sees_internals
+from ollamastack.web.http import reported_health
 from ollamastack.web.rest.token_endpoints import token_endpoints
 from ollamastack.web.turns import TurnPipeline, TurnRequest
 
-log = logging.getLogger(__name__)
 
 class NamedApi:
     """The endpoints over one chat service; each method's name is its MCP tool name."""
@@ -123,15 +120,9 @@ class NamedApi:
 
         Never fails: an unreachable Ollama is reported as status "unavailable".
         """
-        try:
-            service = await self.handle.get()
-            health = await service.engines.health()
-        except Exception:
-            log.exception("health check failed")
-            health = Health(False, self.settings.ollama_host)
         caller = caller_of(request)
-        internals = sees_internals(self.settings, caller.user, caller.client)
-        return HealthInfo(**health_body(health, internals=internals))
+        body = await reported_health(self.handle, self.settings, caller.user, caller.client)
+        return HealthInfo(**body)
 
     async def history(self, session_id: str, request: gr.Request | None = None) -> list[dict]:
         """The stored messages of a conversation, oldest first, tool calls included.

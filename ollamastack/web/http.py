@@ -7,12 +7,15 @@ import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ollamastack.engines.types import Health
 from ollamastack.errors import OllamaStackError
 from ollamastack.settings import Settings
+
+if TYPE_CHECKING:
+    from ollamastack.agent.service_handle import ServiceHandle
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -129,6 +132,19 @@ def without_address(text: str, *urls: str) -> str:
 def public_reason(health: Health) -> str:
     """Why Ollama is unavailable, naming no address (`/healthz` answers anyone)."""
     return without_address(health.error or OLLAMA_DOWN, health.url)
+
+
+async def reported_health(
+    handle: ServiceHandle, settings: Settings, user: str, client: str
+) -> dict[str, Any]:
+    """The `/health` body for this caller (the named API and REST alike); never raises: a
+    chat service or Ollama that fails reads as Ollama unavailable (the cause goes to the log)."""
+    try:
+        health = await (await handle.get()).engines.health()
+    except Exception:
+        log.exception("health check failed")
+        health = Health(False, settings.ollama_host)
+    return health_body(health, internals=sees_internals(settings, user, client))
 
 
 def health_body(health: Health, *, internals: bool) -> dict[str, Any]:

@@ -6,7 +6,6 @@ inputs with the same words."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,16 +14,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
 
 from ollamastack import validation
-from ollamastack.engines.types import Health
 from ollamastack.events import Done, Started
 from ollamastack.web.api_schema import ChatProgress, message_entry, model_entry, session_entry
-from ollamastack.web.http import health_body, sees_internals
+from ollamastack.web.http import reported_health
 from ollamastack.web.rest.context import RestContext
 from ollamastack.web.rest.errors import api_error, api_errors
 from ollamastack.web.rest.turn import StartedTurn
 from ollamastack.web.turns import TurnRequest
 
-log = logging.getLogger(__name__)
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
@@ -126,13 +123,7 @@ def rest_router(ctx: RestContext) -> APIRouter:
     @router.get("/health", response_model=HealthOut, summary="Whether Ollama is reachable")
     async def health(request: Request) -> Any:
         caller = await ctx.caller(request)
-        try:
-            result = await (await ctx.service()).engines.health()
-        except Exception:
-            log.exception("health check failed")
-            result = Health(False, ctx.settings.ollama_host)
-        internals = sees_internals(ctx.settings, caller.user, caller.client)
-        return health_body(result, internals=internals)
+        return await reported_health(ctx.handle, ctx.settings, caller.user, caller.client)
 
     @router.get("/models", response_model=list[ModelOut], summary="Installed models")
     async def models(request: Request) -> Any:

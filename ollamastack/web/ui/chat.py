@@ -26,7 +26,7 @@ from ollamastack.settings import Settings
 from ollamastack.storage.memory import session_title
 from ollamastack.web.audit import Entry
 from ollamastack.web.coalesce import FRAME_SECONDS, any_delta
-from ollamastack.web.edge import Edge, caller_of, user_of
+from ollamastack.web.edge import Caller, Edge, caller_of, user_of
 from ollamastack.web.turns import TurnPipeline, TurnRequest
 from ollamastack.web.ui.chat_view import TurnView, history_view
 from ollamastack.web.ui.conversations import Conversations, conversation_list, known_conversations
@@ -117,18 +117,14 @@ class ChatHandlers:
             return
         caller = caller_of(request)
         turn = TurnRequest(message, session_id, model, temperature, system_prompt)
-        try:
-            with self.turns.admitted("ui_send", caller, turn) as entry:
-                updates = self._turn(
-                    turn, list(history or []), list(conversations or []), show_thinking,
-                    caller.user, entry, shows_internals(self.settings, request),
-                )
-                async with aclosing(updates):
-                    async for update in updates:
-                        yield update
-        except (RateLimited, TooManyTurns) as refused:  # recorded; the message stays in the box
-            warn(str(refused))
-            yield TurnUpdate()
+        internals = shows_internals(self.settings, request)
+        updates = self._admitted("ui_send", caller, turn, lambda entry: self._turn(
+            turn, list(history or []), list(conversations or []), show_thinking, caller.user,
+            entry, internals,
+        ))
+        async with aclosing(updates):
+            async for update in updates:
+                yield update
 
     async def retry(
         self,
@@ -142,15 +138,26 @@ class ChatHandlers:
         """Ask the last message again: its turn is forgotten and answered anew."""
         caller = caller_of(request)
         turn = TurnRequest("", session_id, model, temperature, system_prompt)
+        internals = shows_internals(self.settings, request)
+        updates = self._admitted("ui_retry", caller, turn, lambda entry: self._retry(  # counted
+            turn, show_thinking, caller.user, entry, internals,  # before the undo
+        ))
+        async with aclosing(updates):
+            async for update in updates:
+                yield update
+
+    async def _admitted(
+        self, endpoint: str, caller: Caller, turn: TurnRequest,
+        updates: Callable[[Entry], AsyncIterator[TurnUpdate]],
+    ) -> AsyncIterator[TurnUpdate]:
+        """`updates(entry)` once the turn pipeline admits the caller; over the rate limit or
+        their turns in flight, a toast (recorded), and the page stays as it was."""
         try:
-            with self.turns.admitted("ui_retry", caller, turn) as entry:  # counted before undo
-                updates = self._retry(
-                    turn, show_thinking, caller.user, entry, shows_internals(self.settings, request)
-                )
-                async with aclosing(updates):
-                    async for update in updates:
+            with self.turns.admitted(endpoint, caller, turn) as entry:
+                async with aclosing(updates(entry)) as admitted:
+                    async for update in admitted:
                         yield update
-        except (RateLimited, TooManyTurns) as refused:  # recorded; the last turn stays
+        except (RateLimited, TooManyTurns) as refused:
             warn(str(refused))
             yield TurnUpdate()
 
