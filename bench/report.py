@@ -259,7 +259,18 @@ def markdown(results: Results, targets: list[Target], plot: Path | None) -> str:
         lines.append(f"| `python -c \"import gradio\"` | 1 | {results.import_gradio:.2f} | "
                      "– | – |")
     lines += ["", "## Notes", "", *(f"- {n}" for n in results.notes), ""]
+    lines += ["## Other benchmarks", "", *OTHERS, ""]
     return "\n".join(lines)
+
+
+OTHERS = [  # written by `make bench` too, each by its own script
+    "- [BENCHMARKS-tools.md](BENCHMARKS-tools.md): tool use on small models "
+    "(`bench/tool_eval.py`)",
+    "- [BENCHMARKS-embedded.md](BENCHMARKS-embedded.md): the embedded model's first turns "
+    "(`bench/embedded.py`)",
+    "- [BENCHMARKS-events.md](BENCHMARKS-events.md): the event bus and the answer cache "
+    "(`bench/events.py`)",
+]
 
 
 def print_summary(results: Results, targets: list[Target]) -> None:

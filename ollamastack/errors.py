@@ -126,3 +126,20 @@ class TooManyTurns(OllamaStackError):
             f"You already have {limit} answers in progress, the most one user may have at once. "
             "Wait for one to finish, or stop one."
         )
+
+
+class AwaitingApproval(SessionBusy):
+    """The conversation waits for the user to approve or deny a tool call."""
+
+    def __init__(self, name: str) -> None:
+        Exception.__init__(  # SessionBusy's own message is fixed
+            self, f"This conversation is waiting for your approval to run the {name} tool: "
+            "approve or deny it first.",
+        )
+
+
+class NothingToApprove(InvalidInput):
+    """An approval was sent for a conversation with no tool call waiting."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"Nothing in conversation {session_id} is waiting for approval.")

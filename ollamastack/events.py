@@ -67,6 +67,7 @@ class TurnStats:
     model_calls: int = 0
     done_reason: str = ""
     messages_left_out: int = 0  # earlier messages the history window did not send
+    cached: bool = False  # answered from the answer cache, without calling the model
 
     def add(self, metadata: dict[str, Any]) -> None:
         """Count one model call from Ollama's counters (its last chunk's metadata).
@@ -98,6 +99,7 @@ class TurnStats:
             "model_calls": self.model_calls,
             "done_reason": self.done_reason,
             "messages_left_out": self.messages_left_out,
+            "cached": self.cached,
         }
 
 
@@ -110,6 +112,17 @@ class Done:
 
 
 @dataclass(frozen=True)
+class ApprovalPending:
+    """The turn paused: the model called a tool that runs only with the user's yes. Comes just
+    before `Done`; the turn goes on with `ChatService.resume_turn` (`/approve_tool`)."""
+
+    session_id: str
+    id: str  # the tool call's id (its `ToolCall` came earlier in this turn)
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class TurnError:
     """The turn failed; what was streamed before it is kept, marked as interrupted."""
 
@@ -117,7 +130,9 @@ class TurnError:
     error: OllamaStackError
 
 
-Event = Started | TextDelta | ThinkingDelta | ToolCall | ToolResult | Done | TurnError
+Event = (
+    Started | TextDelta | ThinkingDelta | ToolCall | ToolResult | ApprovalPending | Done | TurnError
+)
 
 
 def answered_call(result: ToolResult, open_calls: list[tuple[str, str]]) -> int | None:

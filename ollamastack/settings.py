@@ -14,8 +14,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ollamastack.tool_servers import McpServers, ToolSettingChecks
 from ollamastack.validation import split_ollama_hosts
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -30,7 +31,7 @@ def _sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'ollamastack.sqlite'}"
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, ToolSettingChecks):
     """Every knob of OllamaStack. Built once at the edge and passed in explicitly."""
 
     model_config = SettingsConfigDict(
@@ -217,6 +218,57 @@ class Settings(BaseSettings):
         """The logins of `admin_users`; empty when none are named."""
         return frozenset(filter(None, self.admin_users.split(",")))
 
+    # -- observers: Prometheus metrics, webhooks, the answer cache (lifecycle.py, bus.py) --
+
+    metrics_token: str = Field(
+        "", description="With login, /metrics needs this as a bearer token (or an "
+        "administrator's API token); empty: only API tokens. Without login /metrics is open, "
+        "like /healthz.",
+    )
+    webhook_url: str = Field(
+        "", description="URLs (http:// or https://, comma-separated) that receive a signed "
+        "POST per event (turn.completed, turn.failed, model.pulled...); empty: none.",
+    )
+    webhook_events: str = Field(
+        "", description="The event types webhooks receive (comma-separated); empty: all.",
+    )
+    webhook_secret: str = Field(
+        "", description="Key of the X-OllamaStack-Signature header (sha256=<HMAC-SHA256 of "
+        "the body, hex>); empty: deliveries are not signed.",
+    )
+    cache: bool = Field(
+        False, description="Answer a temperature-0 turn whose model, prompt, tools and whole "
+        "conversation match an earlier one of the same user from the cache.",
+    )
+    cache_ttl: Annotated[float, Field(gt=0, le=365 * 86_400)] = Field(
+        3600, description="Seconds a cached answer is kept.",
+    )
+
+    @field_validator("webhook_url", "webhook_events")
+    @classmethod
+    def _list(cls, value: str) -> str:
+        return ",".join(item.strip() for item in value.split(",") if item.strip())
+
+    @model_validator(mode="after")
+    def _webhooks(self) -> Settings:
+        from ollamastack.lifecycle import EVENT_TYPES  # no message repeats a URL: it may hold a key
+
+        if any(not url.startswith(("http://", "https://")) for url in self.webhook_urls):
+            raise ValueError("OLLAMASTACK_WEBHOOK_URL: each URL must start with http:// or https://")
+        if unknown := [e for e in self.webhook_event_types if e not in EVENT_TYPES]:
+            raise ValueError(f"OLLAMASTACK_WEBHOOK_EVENTS: unknown event {unknown[0]!r} "
+                             f"(known: {', '.join(EVENT_TYPES)})")
+        return self
+
+    @property
+    def webhook_urls(self) -> tuple[str, ...]:
+        return tuple(filter(None, self.webhook_url.split(",")))
+
+    @property
+    def webhook_event_types(self) -> frozenset[str]:
+        """The event types webhooks receive; empty: all of them."""
+        return frozenset(filter(None, self.webhook_events.split(",")))
+
     # -- the embedded llama.cpp model: the fallback when Ollama is absent --
 
     embedded: bool = Field(
@@ -248,12 +300,41 @@ class Settings(BaseSettings):
             raise ValueError("no such file (it must be a GGUF model file)")
         return value
 
+    # -- tools beyond the built-in ones: MCP servers, web search, approval (their checks and
+    # `mcp_connections`, `confirmed_tools`: `ToolSettingChecks`) --
+
+    mcp_servers: Annotated[McpServers, NoDecode] = Field(
+        default_factory=dict, description="MCP servers whose tools the agent also uses: a JSON "
+        'object of named servers, `{"files": {"transport": "stdio", "command": "...", "args": '
+        '[...]}}` or `{"transport": "streamable_http", "url": "..."}`.',
+    )
+    mcp_servers_file: Path | None = Field(
+        None, description="A JSON file with the same servers (instead of OLLAMASTACK_MCP_SERVERS).",
+    )
+    tool_result_chars: Annotated[int, Field(ge=100, le=1_000_000)] = Field(
+        8000, description="Longest result of an MCP tool or a web search the model reads; a longer "
+        "one is cut, saying so.",
+    )
+    max_offered_tools: Annotated[int, Field(ge=1, le=128)] = Field(
+        8, description="With more tools than this, each model call is offered only the ones most "
+        "relevant to the message.",
+    )
+    searxng_url: str = Field(
+        "", description="A SearXNG instance for the web_search tool (its JSON API); empty: off.",
+        pattern=r"^(|https?://\S+)$",
+    )
+    confirm_tools: str = Field(
+        "", description="Tools (built-in or MCP, comma-separated names as /tools lists them) that "
+        "run only after the user approves each call.",
+    )
+
 
 _ENV_NAMES = {"ollama_host": "OLLAMA_HOST", "server_name": "GRADIO_SERVER_NAME",
               "server_port": "GRADIO_SERVER_PORT"}
 
 
-SECRET_FIELDS = {"auth", "database_url"}  # their values hold passwords: never echoed
+# their values hold passwords (an MCP server's headers or env: tokens): never echoed
+SECRET_FIELDS = {"auth", "database_url", "mcp_servers"}
 
 
 def describe_error(error: ValidationError) -> str:
@@ -263,6 +344,8 @@ def describe_error(error: ValidationError) -> str:
         field = str(item["loc"][0]) if item["loc"] else ""
         name = field if field.isupper() else _ENV_NAMES.get(field, f"OLLAMASTACK_{field.upper()}")
         message = item["msg"].removeprefix("Value error, ")
+        if inner := ".".join(str(part) for part in item["loc"][1:]):
+            message = f"{inner}: {message}"  # which server of OLLAMASTACK_MCP_SERVERS, say
         shown = field and field not in SECRET_FIELDS and not isinstance(item["input"], dict)
         got = f" (got {item['input']!r})" if shown else ""
         lines.append(f"Invalid setting {name}: {message}{got}" if field else message)

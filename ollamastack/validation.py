@@ -67,6 +67,25 @@ def clean_text(value: object, *, what: str, limit: int, allow_empty: bool = Fals
     return text
 
 
+TITLE_LIMIT = 200  # characters of a conversation's title
+
+
+def title(value: object) -> str:
+    """A conversation's title: one line of visible text, no control characters.
+
+    >>> title("  Trip plans ")
+    'Trip plans'
+    >>> title("a\\nb")
+    Traceback (most recent call last):
+    ...
+    ollamastack.errors.InvalidInput: The title may not contain line breaks or control characters.
+    """
+    text = clean_text(value, what="title", limit=TITLE_LIMIT)
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise InvalidInput("The title may not contain line breaks or control characters.")
+    return text
+
+
 def is_blank(text: str) -> bool:
     """Whether `text` shows nothing: only whitespace, format and space characters.
 

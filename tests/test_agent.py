@@ -142,6 +142,7 @@ async def test_tool_round_trip(service: ChatService, ollama_server: FakeOllama):
         "model_calls": 2,
         "done_reason": "stop",
         "messages_left_out": 0,
+        "cached": False,
     }
     assert events[-1] == Done(session_id, events[-1].stats)
     assert second["messages"] == [

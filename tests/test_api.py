@@ -107,13 +107,18 @@ def test_the_api_page_lists_every_endpoint_with_its_parameters(client: Client) -
             ("temperature", None),
             ("system_prompt", ""),
         ],
+        "/approve_tool": [("session_id", REQ), ("approve", REQ)],
+        "/tools": [("refresh", True)],
         "/models": [],
         "/health": [],
         "/history": [("session_id", REQ)],
         "/sessions": [],
         "/delete_session": [("session_id", REQ)],
+        "/search_conversations": [("query", REQ)],
+        "/rename_session": [("session_id", REQ), ("title", REQ)],
         "/pull_model": [("name", REQ)],
         "/delete_model": [("name", REQ)],
+        "/usage": [("days", 7)],
     }
     assert endpoints["/chat"]["description"].startswith("Send a message to the agent")
 

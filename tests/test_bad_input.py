@@ -17,10 +17,12 @@ import json
 import math
 import re
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import gradio as gr
 import pytest
 from gradio_client import Client
 
@@ -41,6 +43,7 @@ EXISTING = "<existing>"  # stands for a session the test has just created
 UNKNOWN = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 NOT_A_SESSION = "The session id must be a UUID4 as returned by the server."
 TEMPERATURE = "The temperature must be a number from 0 to 2."
+SKIP = gr.skip()
 
 
 def bad_model(name: str) -> str:
@@ -338,14 +341,31 @@ async def test_the_page_refuses_it_before_storing_anything(
     if not arguments["message"].strip():  # the box is empty: nothing is sent, nothing said
         assert await send(page, arguments) == [TurnUpdate()]
     else:
-        with pytest.warns(UserWarning) as warned:
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
             updates = await send(page, arguments)
-        assert [html.unescape(str(w.message)) for w in warned] == [case.error]
-        assert updates[-1].streaming is False
+        assert [str(w.message) for w in warned if w.category is UserWarning] == []  # no toast
+        last = updates[-1]
+        assert last.streaming is False
+        if last.notice != SKIP:  # refused before the turn: said over the box, message kept
+            assert (html.unescape(last.notice["value"]), last.box) == (
+                f"⚠ {case.error}",
+                {"__type__": "update", "value": arguments["message"], "submit_btn": "Send",
+                 "stop_btn": False},
+            )
+        else:  # refused by Ollama: said once in the chat, the error's text under "Details"
+            said = last.chat[-1]
+            assert (said.metadata["title"], said.content) == (
+                "Details", f"```text\n{case.error}\n```")
 
     assert len(ollama_server.chat_requests) == chats
     assert await core.sessions() == sessions
     assert await core.history(existing) == history
+
+
+def row_button(action: str, model: str) -> gr.EventData:
+    """What a button of the Models tab's table sends (its `ROW_ACTIONS`)."""
+    return gr.EventData(None, {"action": action, "model": model})
 
 
 @pytest.mark.parametrize(("name", "error"), PULL_CASES)
@@ -353,13 +373,15 @@ async def test_the_models_tab_refuses_a_model_name_outside_the_grammar_or_the_re
     handle: ServiceHandle, ollama_server: FakeOllama, name: str, error: str
 ) -> None:
     tab = ModelsHandlers(handle)
-    with pytest.warns(UserWarning) as warned:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # said once, on the page: no toast
         pulled = [update async for update in tab.pull(name)]
-        deleted = await tab.delete(name) if name else None  # the picker sends no empty name
-    shown = [html.unescape(str(w.message)) for w in warned]
-    assert shown == [error, *([f"Could not delete {name}: {error}"] if name else [])]
-    assert html.unescape(pulled[-1][0]) == f'<div class="pull-progress"><span>{error}</span></div>'
-    assert deleted is None or html.unescape(deleted[3]).endswith(f"{error}</span></div>")
+        deleted = await tab.delete(row_button("confirm", name))  # a forged row button
+    assert html.unescape(pulled[-1][0]) == (
+        f'<div class="pull-progress" role="alert"><span>{error}</span></div>')
+    assert html.unescape(deleted[1]) == (
+        f'<div class="models-notice" role="alert"><span>Could not delete {name}: {error}'
+        "</span></div>")
     assert [r.path for r in ollama_server.requests if r.path in MANAGING] == []
 
 
@@ -375,17 +397,19 @@ async def test_the_models_tab_pulls_from_the_registries_of_the_setting_only(
         tab = ModelsHandlers(handle)
         ours, hf = "models.example.com/team/model:1b", "hf.co/bartowski/Qwen3-8B-GGUF:Q4_K_M"
         pulled = [update async for update in tab.pull(ours)]
-        with pytest.warns(UserWarning) as warned:
-            refused = [update async for update in tab.pull(hf)]
-        deleted = await tab.delete(ours)
+        refused = [update async for update in tab.pull(hf)]
+        deleted = await tab.delete(row_button("confirm", ours))
     finally:
         await handle.close()
 
-    assert pulled[-1][0] == f'<div class="pull-progress"><span>{ours} is installed.</span></div>'
+    assert html.unescape(pulled[-1][0]) == (
+        f'<div class="pull-progress" role="status"><span>{ours} is installed: press “Use in '
+        "chat” in its row to chat with it.</span></div>")
     error = bad_registry("hf.co", "models.example.com/")
-    assert [html.unescape(str(w.message)) for w in warned] == [error]
-    assert html.unescape(refused[-1][0]) == f'<div class="pull-progress"><span>{error}</span></div>'
-    assert deleted[3] == f'<div class="pull-progress"><span>{ours} was deleted.</span></div>'
+    assert html.unescape(refused[-1][0]) == (
+        f'<div class="pull-progress" role="alert"><span>{error}</span></div>')
+    assert deleted[1] == (
+        f'<div class="models-notice" role="status"><span>{ours} was deleted.</span></div>')
     assert [(r.path, r.body["model"]) for r in ollama_server.requests if r.path in MANAGING] == [
         ("/api/pull", ours), ("/api/delete", ours)
     ]

@@ -5,7 +5,7 @@ import json
 from gradio import ChatMessage
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from ollamastack.errors import OllamaUnavailable
+from ollamastack.errors import InvalidInput, ModelNotFound, OllamaUnavailable
 from ollamastack.events import (
     Done,
     Started,
@@ -17,7 +17,7 @@ from ollamastack.events import (
     TurnStats,
 )
 from ollamastack.web.transcript import to_json, to_markdown
-from ollamastack.web.ui.chat_view import TurnView, history_view, tool_body
+from ollamastack.web.ui.chat_view import TurnView, history_view, plain_words, tool_body
 
 ARGS_BODY = '**Arguments**\n```json\n{\n  "expression": "2+3"\n}\n```\n**Result**\n'
 
@@ -45,6 +45,13 @@ TOOL_CONVERSATION = [
     HumanMessage("Thanks <script>x()</script>"),
     counted("You're welcome.", tokens=3, ns=30_000_000),
 ]
+
+
+FAILED = "⚠ Ollama is not answering, so this message got no reply. Press Retry to ask again."
+
+
+def details(text):
+    return bot(f"```text\n{text}\n```", title="Details", status="done")
 
 
 def test_tool_body_shows_arguments_and_result_or_running():
@@ -98,7 +105,23 @@ def test_history_marks_answers_cut_short_and_tools_that_never_finished():
             ARGS_BODY + "```text\nThe tool did not finish: the turn was interrupted.\n```",
             title="Tool `calculator` failed", status="done",
         ),
-        bot("⚠ Ollama is not reachable at x."),
+        bot("⚠ This answer was cut short. Press Retry to ask again."),
+        bot("```text\nOllama is not reachable at x.\n```", title="Details", status="done"),
+    ]
+
+
+def test_history_shows_why_an_answer_was_cut_short_as_the_viewer_may_read_it():
+    messages = [
+        HumanMessage("hi"),
+        AIMessage("", response_metadata={
+            "interrupted": "Ollama is not reachable at http://10.0.0.5:11434."}),
+    ]
+    hidden = history_view(messages, show_thinking=True,
+                          redact=lambda text: text.replace("http://10.0.0.5:11434", "Ollama"))
+    assert hidden[1:] == [
+        bot("⚠ This answer was cut short. Press Retry to ask again."),
+        bot("```text\nOllama is not reachable at Ollama.\n```", title="Details",
+            status="done"),
     ]
 
 
@@ -167,14 +190,25 @@ def test_a_failed_turn_keeps_what_streamed_and_says_why():
             ARGS_BODY + "```text\nThe tool did not finish: the turn was interrupted.\n```",
             title="Tool `calculator` failed", status="done", duration=0.5,
         ),
-        bot("⚠ " + str(OllamaUnavailable("http://h:1"))),
+        bot(FAILED),
+        details(str(OllamaUnavailable("http://h:1"))),
     ]
+    assert view.failed
 
 
 def test_an_error_before_anything_streamed_replaces_the_spinner():
-    view = TurnView(show_thinking=True, waiting="Loading model `x`…")
+    view = TurnView(show_thinking=True, waiting="Loading model `x`…", redact=str.upper)
     view.apply(TurnError("", OllamaUnavailable("http://h:1")), 0.0)
-    assert view.messages() == [bot("⚠ " + str(OllamaUnavailable("http://h:1")))]
+    # the error's own text as `redact` lets this viewer read it, behind "Details"
+    assert view.messages() == [bot(FAILED), details(str(OllamaUnavailable("http://h:1")).upper())]
+
+
+def test_plain_words_name_the_missing_model_and_say_the_rest_as_it_is():
+    assert plain_words(ModelNotFound("qwen3:8b")) == (
+        "The model qwen3:8b is not installed. Pick another in Chat settings, or pull it in "
+        "the Models tab."
+    )
+    assert plain_words(InvalidInput("The message is empty.")) == "The message is empty."
 
 
 def test_markdown_export_reads_as_a_transcript():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import gradio as gr
 import pytest
 
 from ollamastack.agent.service_handle import ServiceHandle, open_chat_service
@@ -17,7 +18,7 @@ from ollamastack.errors import EmbeddedError, OllamaUnavailable
 from ollamastack.events import Done, Started, TextDelta
 from ollamastack.settings import Settings
 from ollamastack.web.ui.page import PageHandlers
-from ollamastack.web.ui.status import waiting_title
+from ollamastack.web.ui.status import RED_DOT, YELLOW_DOT, waiting_title
 from tests.support.chat_helpers import closed_port_url, make_settings, run_turn
 from tests.support.ollama_server import FakeOllama
 
@@ -164,18 +165,50 @@ async def test_the_default_returns_to_ollama_once_it_is_back(
     assert await engines.default_model() == "llama3.2"
 
 
-async def test_the_page_opens_on_the_embedded_model_and_says_how_to_connect_ollama():
+async def test_the_page_opens_on_the_embedded_model_and_says_it_runs_inside_the_app():
     """The page's handlers with Ollama down: the picker holds the embedded model alone and
-    the status line says it runs inside the app and how to reach Ollama."""
+    the status line says, briefly, that Ollama is not answering and the model runs in the
+    app (no offer: it is the one in use)."""
     settings = down_settings()
     handle = ServiceHandle(settings)
     try:
-        picker, status = await PageHandlers(settings, handle).refresh_models("")
+        picker, status, offer = await PageHandlers(settings, handle).refresh_models("")
     finally:
         await handle.close()
 
+    assert picker == gr.update(
+        choices=[
+            (f"{EMBEDDED_MODEL} · 98.4 MB · in the app · prompted tools", EMBEDDED_MODEL),
+            ("llama3.2 · Ollama not reachable", "llama3.2"),  # what OLLAMASTACK_MODEL names
+        ],
+        value=EMBEDDED_MODEL,
+    )
+    assert status == (
+        f"{YELLOW_DOT} Ollama at `{settings.ollama_host}` is not answering · `{EMBEDDED_MODEL}` "
+        "is the small built-in model (runs inside the app, on the CPU)"
+    )
+    assert offer == gr.update(visible=False)
+
+
+async def test_when_ollama_drops_the_status_line_offers_the_embedded_model(
+    ollama_server: FakeOllama,
+):
+    """Ollama answered when the page opened and stops meanwhile: the next status line
+    (a timer refreshes it) offers the built-in model; taking it fills the picker."""
+    settings = make_settings(ollama_server, embedded=True)
+    handle = ServiceHandle(settings)
+    page = PageHandlers(settings, handle)
+    try:
+        assert (await page.status("llama3.2"))[1] == gr.update(visible=False)
+        ollama_server.stop()
+        status = await page.status("llama3.2")
+        picker, chosen, offer = await page.use_embedded()
+    finally:
+        await handle.close()
+    assert status == (
+        f"{RED_DOT} Ollama at `{ollama_server.url}` is not answering",
+        gr.update(value=f"Use the built-in model ({EMBEDDED_MODEL})", visible=True),
+    )
     assert picker["value"] == EMBEDDED_MODEL
-    assert picker["choices"] == [(f"{EMBEDDED_MODEL} (in the app, prompted tools)", EMBEDDED_MODEL)]
-    assert f"Ollama is not reachable at {settings.ollama_host}" in status
-    assert f"model `{EMBEDDED_MODEL}` is the small model that runs inside the app" in status
-    assert status.endswith("start Ollama or point `OLLAMA_HOST` at it, then pick one here")
+    assert chosen.startswith(f"{YELLOW_DOT} Ollama at `{ollama_server.url}` is not answering")
+    assert offer == gr.update(visible=False)

@@ -78,6 +78,7 @@ def test_the_monitoring_summary_is_never_computed(ollama_server: FakeOllama, tmp
 def test_every_probe_passes_on_the_pinned_gradio(blocks):
     assert gradio_patches._lazy_state_fits(blocks) == ""
     assert gradio_patches.state_holder_fits() == ""
+    assert gradio_patches.gradio_cors_fits() == ""
     assert gradio_patches.rest_session_middleware() == [gradio_patches.ForgetRestSessions]
     assert SessionState.__init__ is gradio_patches._lazy_init
 
@@ -133,3 +134,65 @@ def test_blocks_of_another_shape_keep_gradios_input_errors(caplog: pytest.LogCap
         assert gradio_patches.quiet_input_errors(blocks) is False
     assert blocks.preprocess_data is preprocess_data
     assert "'quiet_input_errors' is off" in caplog.text
+
+
+class OtherCORSMiddleware:
+    """A CORS middleware of another shape: it keeps the app it wraps under another name."""
+
+    def __init__(self, inner, strict_cors=True, parent_app=None):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        await self.inner(scope, receive, send)
+
+
+def test_another_cors_middleware_is_left_alone_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from gradio import route_utils, routes
+
+    call = OtherCORSMiddleware.__call__
+    monkeypatch.setattr(route_utils, "CustomCORSMiddleware", OtherCORSMiddleware)
+    monkeypatch.setattr(routes, "CustomCORSMiddleware", OtherCORSMiddleware)
+    with caplog.at_level("WARNING", logger="ollamastack.web.gradio_patches"):
+        assert gradio_patches.leave_cors_to_routes() is False
+    assert OtherCORSMiddleware.__call__ is call
+    assert "'leave_cors_to_routes' is off: CustomCORSMiddleware keeps the app it wraps " in (
+        caplog.text)
+    assert "OLLAMASTACK_CORS_ORIGINS applies to simple requests only" in caplog.text
+
+
+async def test_gradios_cors_passes_on_only_what_a_middleware_of_the_app_answers():
+    from gradio.route_utils import CustomCORSMiddleware
+    from starlette.middleware import Middleware
+
+    assert gradio_patches.leave_cors_to_routes() is True
+    assert gradio_patches.leave_cors_to_routes() is True  # once: not wrapped twice
+    assert not hasattr(CustomCORSMiddleware.__call__.__wrapped__, "leaves_cors_to_routes")
+
+    class Answers:
+        @staticmethod
+        def answers_cors(scope):
+            return scope["path"].startswith("/own/")
+
+    reached = []
+
+    async def inner(scope, receive, send):
+        reached.append(scope["path"])
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    cors = CustomCORSMiddleware(inner)
+    headers = [(b"origin", b"http://localhost:3000"), (b"host", b"127.0.0.1:7860"),
+               (b"access-control-request-method", b"POST")]
+    ours = [Middleware(Answers)]
+    for path, middleware in (("/own/chat", ours), ("/other", ours), ("/own/chat", [])):
+        app = SimpleNamespace(user_middleware=middleware)
+        scope = {"type": "http", "method": "OPTIONS", "path": path, "headers": headers,
+                 "app": app}
+        await cors(scope, None, send)
+    assert reached == ["/own/chat"]  # the others: Gradio's own preflight answer
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 200]

@@ -1,7 +1,7 @@
 """What leaks to whom (issue 13, point 5), on the real app over HTTP: exports reach only their
-owner and go with their conversation; the database is this user's only; Ollama's address is
-shown to administrators and this machine only; a malformed call puts no message text in any
-log.
+owner, go with their conversation and leave no file behind; the database is this user's only;
+Ollama's address is shown to administrators and this machine only; a malformed call puts no
+message text in any log.
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from gradio.utils import get_upload_folder
 from gradio_client import Client
 
 from ollamastack.web.app import build_app, launch
 from ollamastack.web.audit import AUDIT_FILE
-from ollamastack.web.ui.conversations import ExportFiles
 from ollamastack.web.ui.status import GREEN_DOT, RED_DOT
 from tests.support.api_helpers import Served, app_settings, serve
 from tests.support.ollama_server import FakeOllama
@@ -79,10 +78,11 @@ class PageSession:
         config = http.get("/config").json()
         self.ids = {d["api_name"]: d["id"] for d in config["dependencies"] if d.get("api_name")}
 
-    def call(self, api_name: str, *data: Any) -> list[Any]:
-        """The event's outputs, or `EventFailed`."""
+    def call(self, api_name: str, *data: Any, event_data: Any = None) -> list[Any]:
+        """The event's outputs, or `EventFailed`; `event_data`: what a custom component's
+        script sends with its event (the side list's `select` and `submit`)."""
         joined = self.http.post("/gradio_api/queue/join", json={
-            "data": list(data), "event_data": None, "fn_index": self.ids[api_name],
+            "data": list(data), "event_data": event_data, "fn_index": self.ids[api_name],
             "trigger_id": None, "session_hash": self.session_hash,
         })
         assert joined.status_code == 200, joined.text
@@ -105,65 +105,53 @@ def chat(url: str, message: str, auth: tuple[str, str] | None = None) -> str:
     return reply["session_id"]
 
 
-# -- exports: their owner's only, gone with their conversation --------------------------
+# -- exports: their owner's only, gone with their conversation, no file left -------------
 
 
-def export_markdown(tab: PageSession, session_id: str, title: str) -> dict[str, Any]:
-    """Open a conversation in `tab` as a click in the side list does, then export it."""
-    listed = [{"id": session_id, "title": title}]
-    tab.call("ui_load", listed, "llama3.2")  # the side list offers it
-    tab.call("ui_open", session_id, True, listed)
-    [update] = tab.call("ui_export_md", None)
-    assert update["visible"] is True
-    return update["value"]
+def files_holding(marker: str) -> list[Path]:
+    """Files in Gradio's cache (where files the page returns are kept) that hold `marker`."""
+    root = Path(get_upload_folder())
+    return [p for p in root.rglob("*") if p.is_file() and p.stat().st_size < 1_000_000
+            and marker.encode() in p.read_bytes()]
 
 
-def test_an_export_is_served_to_its_owner_only_and_not_after_its_conversation_is_deleted(
+def test_an_export_is_a_direct_download_for_its_owner_only_and_goes_with_its_conversation(
     ollama_server: FakeOllama, tmp_path: Path
 ) -> None:
+    marker = uuid.uuid4().hex[:12]
+    question = f"What is 2+3? {marker}"
     with (
         serve(ollama_server, tmp_path, auth=LOGINS) as app,
         login(app.url, "ann", "pw1") as ann,
         login(app.url, "bob", "pw2") as bob,
-        login(app.url) as nobody,
     ):
-        session = chat(app.url, "What is 2+3?", auth=("ann", "pw1"))
+        session = chat(app.url, question, auth=("ann", "pw1"))
         tab = PageSession(ann)
-        exported = export_markdown(tab, session, "What is 2+3?")
-        assert exported["orig_name"] == "what-is-2-3.md"
-        path = Path(exported["path"])
-        url = urlsplit(exported["url"])
-        link = f"{url.path}?{url.query}" if url.query else url.path
+        listed = tab.call("ui_load", [], {})[3]  # with login: the server's list of hers
+        assert [(c["id"], c["title"]) for c in listed] == [(session, question)]
+        tab.call("ui_open", listed, None, event_data={"id": session})  # a click in the list
+        [update] = tab.call("ui_export_md", None)
+        file = update["props"]["saving"]  # the side list's prop the browser saves from
+        assert (file["name"], file["type"]) == (f"what-is-2-3-{marker}.md", "text/markdown")
+        assert file["text"].startswith(f"# {question}\n")
+        assert files_holding(marker) == []  # sent in the answer: no file to fetch or leave
 
-        got = ann.get(link)
-        assert got.status_code == 200
-        assert got.text.startswith("# What is 2+3?\n")
-        assert (mode(path), mode(path.parent)) == (0o600, 0o700)  # nobody else on the machine
-        assert len(path.parent.name) >= 32  # its folder: a random name nobody can guess
-        for stranger in (bob, nobody):
-            refused = stranger.get(link)
-            assert refused.status_code in (401, 403), refused.status_code
-            assert "2+3" not in refused.text
+        def export(tab: PageSession, target: str) -> str:
+            with pytest.raises(EventFailed) as refused:
+                tab.call("ui_conversation_action", None, listed,
+                         event_data={"action": "export-md", "id": target})
+            return str(refused.value.error).replace(target, "<id>")
 
-        tab.call("ui_delete_conversation", None, [{"id": session, "title": "What is 2+3?"}])
-        assert not path.exists()
-        for anyone in (ann, bob):
-            assert anyone.get(link).status_code == 403
-
-
-def test_exports_expire_after_the_retention_including_those_of_earlier_runs(
-    tmp_path: Path
-) -> None:
-    exports = ExportFiles(retention=60, root=tmp_path / "exports")
-    old = exports.write("ann", "s-1", "old.md", "old")
-    new = exports.write("ann", "s-2", "new.md", "new")
-    a_while_ago = old.parent.stat().st_mtime - 61
-    os.utime(old.parent, (a_while_ago, a_while_ago))  # written 61 s ago (or by an earlier run)
-
-    exports.expire()
-    assert (old.exists(), new.read_text()) == (False, "new")
-    assert not old.parent.parent.exists()  # the emptied conversation folder goes too
-    assert [p.name for p in (tmp_path / "exports").glob("*/*/*/*")] == ["new.md"]
+        unknown = str(uuid.uuid4())
+        bobs = PageSession(bob)
+        assert export(bobs, session) == export(bobs, unknown) == (
+            "No conversation with id <id> was found."
+        )
+        # deleted (its undo pending): nobody exports it any more, its owner neither
+        tab.call("ui_conversation_action", None, listed,
+                 event_data={"action": "delete", "id": session})
+        assert export(tab, session) == export(tab, unknown)
+        assert files_holding(marker) == []
 
 
 # -- the database: this user's only --------------------------------------------------------
@@ -212,7 +200,7 @@ def test_through_a_share_link_only_administrators_see_where_ollama_runs(
     with launched(ollama_server, tmp_path, share=True) as app:
         health = Client(app.url, verbose=False).predict(api_name="/health")
         with login(app.url) as anyone:
-            status = PageSession(anyone).call("ui_load", [], "llama3.2")[1]
+            status = PageSession(anyone).call("ui_load", [], {})[1]
     assert health == {"status": "ok", "ollama_url": "", "ollama_version": "", "models": 1,
                       "default_model": "llama3.2", "embedded_model": ""}
     assert status == f"{GREEN_DOT} Ollama is up · model `llama3.2:latest` {COLD}"
@@ -223,7 +211,8 @@ def test_through_a_share_link_only_administrators_see_where_ollama_runs(
             health = Client(app.url, auth=(user, password), verbose=False).predict(
                 api_name="/health")
             with login(app.url, user, password) as http:
-                [status] = PageSession(http).call("ui_status", "llama3.2")
+                status, offer = PageSession(http).call("ui_status", "llama3.2")
+                assert offer == {"__type__": "update", "visible": False}
             seen[user] = (health["ollama_url"], health["ollama_version"], status)
     assert seen == {
         "ann": (ollama_server.url, "0.12.6",
@@ -232,17 +221,19 @@ def test_through_a_share_link_only_administrators_see_where_ollama_runs(
     }
 
 
-def test_the_status_line_says_what_to_do_when_ollama_is_down_without_its_address(
+def test_the_status_line_says_ollama_is_down_without_its_address(
     ollama_server: FakeOllama, tmp_path: Path
 ) -> None:
+    """Said briefly (why a turn failed is the chat's to say), and where Ollama runs only to
+    those who may see it."""
     with launched(ollama_server, tmp_path, share=True) as app, login(app.url) as anyone:
         tab = PageSession(anyone)
         ollama_server.stop()
         try:
-            [status] = tab.call("ui_status", "llama3.2")
+            status, _ = tab.call("ui_status", "llama3.2")
         finally:
             ollama_server.start()
-    assert status == f"{RED_DOT} {DOWN}"
+    assert status == f"{RED_DOT} Ollama is not answering"
 
 
 # -- malformed calls: no message text in any log ------------------------------------------
@@ -258,12 +249,13 @@ MALFORMED = [
 ]
 # The page's send button as a crafted request: too few inputs, then a chat history whose
 # messages Gradio cannot read, a temperature slider's value that is no number.
-MALFORMED_PAGE = [
+MALFORMED_PAGE = [  # the last None: the tab's composer (server-side state)
     [SECRET],
-    ["hi", [{"role": "user", "content": {"x": SECRET}}], None, [], "llama3.2", 0.7, "", True],
+    ["hi", [{"role": "user", "content": {"x": SECRET}}], None, [], "llama3.2", 0.7, "", True,
+     None],
     ["hi", [{"role": "user", "content": SECRET, "extra": 1}], None, [], "llama3.2", 0.7, "",
-     True],
-    ["hi", [], None, [], "llama3.2", SECRET, "", True],
+     True, None],
+    ["hi", [], None, [], "llama3.2", SECRET, "", True, None],
 ]
 
 

@@ -1,7 +1,8 @@
 """Logins and who a request comes from, over real HTTP to the launched app: failed logins
-limited per username and per client address and recorded in the audit log, Gradio's login page
-showing why a try was refused, session cookies kept to this site, X-Forwarded-For believed only
-from the configured proxies, and settings the app refuses to start with.
+limited per username and per client address and recorded in the audit log, our login page (in
+place of Gradio's) showing why a try was refused, logout, session cookies kept to this site,
+X-Forwarded-For believed only from the configured proxies, and settings the app refuses to
+start with. What the login page looks like and where focus goes: test_browser_models_login.py.
 
 MCP calls attributed to their real caller: test_mcp.py. Uploads: test_uploads.py.
 """
@@ -151,23 +152,47 @@ async def test_the_login_page_says_why_a_try_is_refused(app: Served) -> None:
             page = await browser.new_page()
             await page.goto(app.url)
             notice = page.get_by_role("alert")
+            await page.get_by_label("Username").fill("ann")
             for attempt in range(4):
-                await page.get_by_label("username").fill("ann")
-                await page.get_by_label("password").fill(f"guess-{attempt}")
+                await page.get_by_label("Password").fill(f"guess-{attempt}")
                 async with page.expect_response(re.compile(r"/login$")) as reply:
-                    await page.get_by_role("button", name="Login").click()
+                    await page.get_by_role("button", name="Log in").click()
                 assert (await reply.value).status == (400 if attempt < 3 else 429)
-                if attempt < 3:  # Gradio's own message for a wrong password
-                    await expect(page.get_by_text("Incorrect Credentials")).to_be_visible()
-                    await expect(notice).to_have_count(0)
+                if attempt < 3:
+                    await expect(notice).to_have_text(
+                        "Wrong username or password. Check both and try again.")
+                    await expect(page.get_by_label("Username")).to_have_value("ann")
             await expect(notice).to_have_text("Too many failed logins. Try again in 1 s.")
 
             await page.wait_for_timeout(1100)
-            await page.get_by_label("password").fill("pw-ann")
-            await page.get_by_role("button", name="Login").click()
+            await page.get_by_label("Password").fill("pw-ann")
+            await page.get_by_role("button", name="Log in").click()
             await expect(page.locator("#status")).to_contain_text("Ollama 0.12.6")  # the app
         finally:
             await browser.close()
+
+
+def test_without_a_login_the_page_is_ours_and_posts_to_gradios_login(app: Served) -> None:
+    """Gradio's page asking for a login is swapped for ours; logged in, Gradio's app page
+    comes as it is; `GET /logout` forgets the login and sends the browser back to `/`."""
+    with http(app) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert int(page.headers["content-length"]) == len(page.content)
+        assert "window.gradio_config" not in page.text
+        assert "<h1>OllamaStack</h1>" in page.text
+        assert f'action="{app.url}/login"' in page.text
+        assert client.get("/config").status_code == 401
+
+        assert log_in(client, "ann", "pw-ann") == {"status": 200, "detail": None}
+        page = client.get("/")
+        assert "window.gradio_config" in page.text and "<h1>OllamaStack</h1>" not in page.text
+        assert client.get("/config").status_code == 200
+
+        out = client.get("/logout")
+        assert (out.status_code, out.headers["location"].rstrip("/")) == (302, app.url)
+        assert client.get("/config").status_code == 401  # the login is forgotten
+        assert "<h1>OllamaStack</h1>" in client.get("/").text
 
 
 # -- whose X-Forwarded-For is believed -------------------------------------------------------

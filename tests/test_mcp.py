@@ -22,6 +22,7 @@ from tests.support.api_helpers import OllamaView, Served, serve
 from tests.support.ollama_server import FakeOllama
 
 TOOLS = [
+    "approve_tool",
     "chat",
     "delete_model",
     "delete_session",
@@ -29,7 +30,11 @@ TOOLS = [
     "history",
     "models",
     "pull_model",
+    "rename_session",
+    "search_conversations",
     "sessions",
+    "tools",
+    "usage",
 ]
 
 

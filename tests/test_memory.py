@@ -132,3 +132,47 @@ async def test_delete_session(service: ChatService, ollama_server: FakeOllama):
     assert len(await service.history(kept)) == 2
     state = await service.memory.checkpointer.aget_tuple({"configurable": {"thread_id": gone}})
     assert state is None  # the checkpoints are gone too, not only the listing
+
+
+async def test_rename_settings_and_a_deletion_that_can_be_undone_are_the_owners_only(
+    ollama_server: FakeOllama, database_url: str
+):
+    """What the page's side list keeps in the session index: a title, the chat's settings,
+    and a deletion pending its undo; kept across a restart, reached by the owner only."""
+    settings = make_settings(ollama_server, database_url=database_url)
+    chat_settings = {"model": "qwen3:8b", "temperature": 0.2, "system_prompt": "Be brief.",
+                     "show_thinking": False}
+    async with open_chat_service(settings) as service:
+        index = service.memory.sessions
+        kept = (await run_turn(service, "Keep me", user="alice"))[-1].session_id
+        hidden = (await run_turn(service, "Hide me", user="alice"))[-1].session_id
+        await index.rename(kept, "alice", "Trip plans")
+        await index.save_settings(kept, "alice", chat_settings)
+        await index.hide(hidden, "alice")
+        for attempt in (  # Bob names Alice's conversations: none of his
+            lambda: index.rename(kept, "bob", "Mine"),
+            lambda: index.save_settings(kept, "bob", {}),
+            lambda: index.hide(kept, "bob"),
+            lambda: index.restore(hidden, "bob"),
+        ):
+            with pytest.raises(SessionNotFound):
+                await attempt()
+        with pytest.raises(SessionNotFound):  # hidden: no reader reaches it, its owner neither
+            await service.history(hidden, "alice")
+        await run_turn(service, "And more", session_id=kept, user="alice")  # a turn keeps them
+
+    async with open_chat_service(settings) as service:
+        index = service.memory.sessions
+        [listed] = await service.sessions("alice")
+        assert (listed.id, listed.title, listed.settings, listed.deleted_at) == (
+            kept, "Trip plans", chat_settings, None
+        )
+        [pending] = await index.list("alice", deleted=True)
+        assert (pending.id, pending.title) == (hidden, "Hide me")
+        assert isinstance(pending.deleted_at, float)
+        await index.restore(hidden, "alice")  # undo
+        assert [s.id for s in await service.sessions("alice")] == [kept, hidden]
+        assert await index.list("alice", deleted=True) == []
+        assert stored(await service.history(hidden, "alice")) == [
+            ("HumanMessage", "Hide me"), ("AIMessage", "You said: Hide me")
+        ]

@@ -188,3 +188,75 @@ def test_max_tokens_reaches_ollama_as_num_predict(
     capped, free = ollama.chat_requests
     assert capped["options"]["num_predict"] == 12
     assert "num_predict" not in free["options"]
+
+
+# -- tools that wait for a person's approval (OLLAMASTACK_CONFIRM_TOOLS) ------------------
+
+SUM = {"expression": "6*7"}
+NOT_ASKED = ('The calculator tool (arguments {"expression": "6*7"}) runs only once you approve '
+             "it, which this OpenAI-compatible API cannot ask for, so it did not run. Send the "
+             "message on the page or to POST /api/v1/chat to approve it there.")
+
+
+@pytest.fixture(scope="module")
+def gated(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve(shared_server, tmp_path_factory.mktemp("gated"), confirm_tools="calculator") as app:
+        yield app
+
+
+@pytest.fixture
+def gated_client(gated: Served) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gated.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_a_gated_tool_ends_the_answer_saying_so_and_nothing_runs_or_waits(
+    gated_client: openai.OpenAI, gated: Served, ollama: OllamaView
+) -> None:
+    before = conversations(gated)
+    ollama.enqueue_tool_call("calculator", SUM, text="Let me calculate.")
+    completion = gated_client.chat.completions.create(
+        model="llama3.2", messages=[{"role": "user", "content": "What is 6*7?"}])
+    assert [(c.message.content, c.finish_reason) for c in completion.choices] == [
+        (f"Let me calculate.\n\n{NOT_ASKED}", "stop")]
+    assert len(ollama.chat_requests) == 1  # the tool never ran
+    assert conversations(gated) == before  # the waiting call went with its conversation
+
+    ollama.enqueue_tool_call("calculator", SUM)
+    stream = gated_client.chat.completions.create(
+        model="llama3.2", stream=True, messages=[{"role": "user", "content": "6*7?"}])
+    assert [(c.choices[0].delta.content, c.choices[0].finish_reason) for c in stream] == [
+        ("", None), (NOT_ASKED, None), (None, "stop")]
+    assert conversations(gated) == before
+
+
+def test_in_a_stored_conversation_the_call_waits_for_the_rest_api(
+    gated_client: openai.OpenAI, gated: Served, ollama: OllamaView
+) -> None:
+    ollama.enqueue_text("Hello.")
+    first = httpx.post(f"{gated.url}/api/v1/chat", json={"message": "Hi"}, timeout=30)
+    conversation = first.json()["conversation_id"]
+    kept = {"X-Conversation-Id": conversation}
+    ollama.enqueue_tool_call("calculator", SUM)
+    stream = gated_client.chat.completions.create(
+        model="llama3.2", stream=True, extra_headers=kept,
+        messages=[{"role": "user", "content": "What is 6*7?"}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == (
+        'The calculator tool (arguments {"expression": "6*7"}) runs only once you approve it: '
+        f"approve or deny it on the page or with POST /api/v1/conversations/{conversation}"
+        "/approval. Until then this conversation takes no new message.")
+
+    with pytest.raises(openai.ConflictError) as caught:
+        gated_client.chat.completions.create(
+            model="llama3.2", extra_headers=kept,
+            messages=[{"role": "user", "content": "Never mind"}])
+    assert caught.value.body["message"] == (
+        "This conversation is waiting for your approval to run the calculator tool: approve "
+        "or deny it first.")
+    assert len(ollama.chat_requests) == 2  # neither the tool nor the refused turn ran
+
+    ollama.enqueue_text("It is 42.")
+    approved = httpx.post(f"{gated.url}/api/v1/conversations/{conversation}/approval",
+                          json={"approve": True}, timeout=30)
+    assert approved.json()["tool_calls"] == [
+        {"name": "calculator", "args": SUM, "result": "42"}]
+    assert approved.json()["content"] == "It is 42."

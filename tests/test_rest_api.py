@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from gradio_client import Client
 from playwright.async_api import async_playwright, expect
 
 from tests.support.api_helpers import OllamaView, Served, run, serve, without_timings
-from tests.support.ollama_server import FakeOllama
+from tests.support.ollama_server import FakeOllama, Reply
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 NOT_A_SESSION = "The session id must be a UUID4 as returned by the server."
@@ -71,7 +73,7 @@ def test_chat_answers_json_and_remembers_the_conversation_by_its_id(
         "tool_calls": [], "model": "llama3.2", "done": False,
         "stats": {"prompt_tokens": answer["stats"]["prompt_tokens"], "completion_tokens": 5,
                   "tokens_per_second": 100.0, "model_calls": 1, "done_reason": "stop",
-                  "messages_left_out": 0},
+                  "messages_left_out": 0, "cached": False},
     }
 
     ollama.enqueue_text("You are Ada.")
@@ -265,6 +267,173 @@ def test_health_and_models(http: httpx.Client, served: Served) -> None:
         "quantization": "Q4_K_M", "capabilities": ["completion", "tools"], "embedded": False}]
 
 
+# -- tool calls that wait for the user's approval (OLLAMASTACK_CONFIRM_TOOLS) ------------
+
+SUM = {"expression": "6*7"}
+WAITING = ("This conversation is waiting for your approval to run the calculator tool: "
+           "approve or deny it first.")
+DENIED = ("User rejected the tool call for `calculator` with reason: the user declined to run "
+          "it; answer without its result")
+
+
+@pytest.fixture(scope="module")
+def gated(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve(shared_server, tmp_path_factory.mktemp("gated"), confirm_tools="calculator") as app:
+        yield app
+
+
+@pytest.fixture
+def gated_http(gated: Served) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gated.url, timeout=30) as client:
+        yield client
+
+
+def approval(http: httpx.Client, conversation: str, **body: Any) -> httpx.Response:
+    return http.post(f"/api/v1/conversations/{conversation}/approval", json=body)
+
+
+def paused(http: httpx.Client, ollama: OllamaView, **headers: str) -> str:
+    """A turn whose model calls the calculator, checked to stop there; its conversation."""
+    ollama.enqueue_tool_call("calculator", SUM)
+    answer = http.post("/api/v1/chat", json={"message": "What is 6*7?"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body | {"stats": None} == {
+        "conversation_id": body["conversation_id"], "content": "", "thinking": "",
+        "tool_calls": [{"name": "calculator", "args": SUM, "result": None}],
+        "model": "llama3.2", "stats": None,
+        "pending_approval": {"name": "calculator", "args": SUM}}
+    assert body["stats"]["model_calls"] == 1
+    return body["conversation_id"]
+
+
+def test_a_turn_stops_at_a_gated_tool_and_approving_runs_it(
+    gated_http: httpx.Client, ollama: OllamaView
+) -> None:
+    conversation = paused(gated_http, ollama)
+    assert len(ollama.chat_requests) == 1  # the tool did not run
+    refused = gated_http.post("/api/v1/chat", json={
+        "message": "Never mind", "conversation_id": conversation})
+    assert error(refused, 409) == {"type": "conversation_busy", "message": WAITING}
+
+    ollama.enqueue_text("6 times 7 is 42.")
+    answer = approval(gated_http, conversation, approve=True)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body | {"stats": None} == {
+        "conversation_id": conversation, "content": "6 times 7 is 42.", "thinking": "",
+        "tool_calls": [{"name": "calculator", "args": SUM, "result": "42"}],
+        "model": "llama3.2", "stats": None}  # no pending_approval: nothing waits
+    assert body["stats"]["model_calls"] == 1
+    assert ollama.chat_requests[-1]["messages"][-1] == {
+        "role": "tool", "content": "42", "tool_name": "calculator"}
+    assert [m["role"] for m in gated_http.get(f"/api/v1/conversations/{conversation}").json()
+            ] == ["user", "assistant", "tool", "assistant"]
+    assert error(approval(gated_http, conversation, approve=True), 400) == {
+        "type": "invalid_request",
+        "message": f"Nothing in conversation {conversation} is waiting for approval."}
+
+
+def test_streamed_the_pause_is_the_last_event_and_a_denial_streams_the_rest(
+    gated_http: httpx.Client, ollama: OllamaView
+) -> None:
+    ollama.enqueue_tool_call("calculator", SUM)
+    asked = gated_http.post("/api/v1/chat", json={"message": "What is 6*7?", "stream": True})
+    datas = [data for _, data in sse_frames(asked.text)]
+    conversation = datas[0]["conversation_id"]
+    base = {"conversation_id": conversation, "model": "llama3.2", "content": "",
+            "thinking": "", "done": False, "stats": None}
+    call = {"name": "calculator", "args": SUM}
+    assert datas[:-1] == [base | {"tool_calls": []},
+                          base | {"tool_calls": [call | {"result": None}]}]
+    assert datas[-1] | {"stats": None} == base | {
+        "tool_calls": [call | {"result": None}], "done": True,
+        "pending_approval": {"name": "calculator", "args": SUM}}
+
+    ollama.enqueue_text("I did not calculate it.")
+    denied = approval(gated_http, conversation, approve=False, stream=True)
+    assert denied.headers["content-type"].startswith("text/event-stream")
+    frames = sse_frames(denied.text)
+    assert {name for name, _ in frames} == {""}
+    datas = [data for _, data in frames]
+    refused = [call | {"result": DENIED}]
+    assert datas[:-1] == [
+        base | {"tool_calls": []},
+        base | {"tool_calls": [call | {"result": None}]},
+        base | {"tool_calls": refused},
+        base | {"tool_calls": refused, "content": "I"},
+        base | {"tool_calls": refused, "content": "I did"},
+        base | {"tool_calls": refused, "content": "I did not"},
+        base | {"tool_calls": refused, "content": "I did not calculate"},
+        base | {"tool_calls": refused, "content": "I did not calculate it."},
+    ]
+    assert datas[-1] | {"stats": None} == base | {
+        "tool_calls": refused, "content": "I did not calculate it.", "done": True}
+    assert ollama.chat_requests[-1]["messages"][-1] == {
+        "role": "tool", "content": DENIED, "tool_name": "calculator"}
+
+
+@pytest.mark.parametrize(("conversation", "body", "status", "error_body"), [
+    (UNKNOWN, {"approve": True}, 404, {
+        "type": "not_found", "message": f"No conversation with id {UNKNOWN} was found."}),
+    ("not-an-id", {"approve": True}, 400, {
+        "type": "invalid_request", "message": NOT_A_SESSION, "field": "conversation_id"}),
+    (UNKNOWN, {"approve": "yes"}, 400, {
+        "type": "invalid_request", "field": "approve",
+        "message": "approve: Input should be a valid boolean."}),
+    (UNKNOWN, {}, 400, {"type": "invalid_request", "field": "approve",
+                        "message": "approve: Field required."}),
+    (UNKNOWN, {"approve": True, "session_id": UNKNOWN}, 400, {
+        "type": "invalid_request", "field": "session_id",
+        "message": "session_id: Extra inputs are not permitted."}),
+])
+def test_approvals_that_cannot_be_answered_are_refused_with_a_clear_error(
+    gated_http: httpx.Client, conversation: str, body: dict[str, Any], status: int,
+    error_body: dict[str, Any],
+) -> None:
+    assert error(approval(gated_http, conversation, **body), status) == error_body
+
+
+def test_an_approval_while_the_conversation_answers_is_409(
+    gated: Served, gated_http: httpx.Client, ollama: OllamaView
+) -> None:
+    conversation = paused(gated_http, ollama)
+    ollama.add_model("gate")
+    ollama.enqueue(Reply(content="42.", model="llama3.2", together=2))
+    ollama.enqueue(Reply(content="Go.", model="gate", together=2))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lambda: approval(gated_http, conversation, approve=True))
+        ollama.wait_until(lambda: len(ollama.chat_requests) == 2)  # it answers now
+        assert error(approval(gated_http, conversation, approve=False), 409) == {
+            "type": "conversation_busy",
+            "message": "This conversation is still answering: wait for it, or press Stop."}
+        release(ollama)
+        assert first.result().json()["content"] == "42."
+
+
+def test_another_users_waiting_call_is_not_found_for_them(
+    ollama_server: FakeOllama, tmp_path: Path
+) -> None:
+    with serve(ollama_server, tmp_path, auth="alice:pw1,bob:pw2",
+               confirm_tools="calculator") as app, httpx.Client(
+        base_url=app.url, timeout=30
+    ) as http, OllamaView.of(ollama_server) as ollama:
+        tokens = {user: Client(app.url, auth=(user, password), verbose=False).predict(
+            "script", 0, api_name="/create_api_token")["token"]
+            for user, password in (("alice", "pw1"), ("bob", "pw2"))}
+        alice = {"authorization": f"Bearer {tokens['alice']}"}
+        bob = {"authorization": f"Bearer {tokens['bob']}"}
+        conversation = paused(http, ollama, **alice)
+        assert error(http.post(f"/api/v1/conversations/{conversation}/approval",
+                               json={"approve": True}, headers=bob), 404) == {
+            "type": "not_found", "message": f"No conversation with id {conversation} was found."}
+        assert len(ollama.chat_requests) == 1  # bob's answer ran nothing
+        ollama.enqueue_text("42.")
+        mine = http.post(f"/api/v1/conversations/{conversation}/approval",
+                         json={"approve": True}, headers=alice)
+        assert mine.json()["content"] == "42."
+
+
 # -- documentation -------------------------------------------------------------------
 
 
@@ -279,6 +448,7 @@ def test_openapi_lists_every_route_and_the_docs_page_needs_no_other_host(
         "/api/v1/models/{name}": ["delete"],
         "/api/v1/conversations": ["get"],
         "/api/v1/conversations/{conversation_id}": ["delete", "get"],
+        "/api/v1/conversations/{conversation_id}/approval": ["post"],
         "/v1/models": ["get"],
         "/v1/chat/completions": ["post"],
     }
@@ -341,7 +511,7 @@ def test_an_unexpected_error_is_500_with_an_id_found_in_the_log(
 def test_cors_is_off_by_default_and_allows_only_the_configured_origins(
     ollama_server: FakeOllama, tmp_path: Path, http: httpx.Client
 ) -> None:
-    """Simple requests only: Gradio's own CORS middleware, outside ours, answers preflights."""
+    """Simple requests; preflights and Gradio's own rule are in test_cors.py."""
     origin = {"origin": "https://tool.example"}
     assert "access-control-allow-origin" not in http.get("/api/v1/health", headers=origin).headers
     with serve(ollama_server, tmp_path, cors_origins="https://tool.example") as app:
@@ -351,6 +521,100 @@ def test_cors_is_off_by_default_and_allows_only_the_configured_origins(
             assert "X-Conversation-Id" in allowed.headers["access-control-expose-headers"]
             other = cors.get("/api/v1/health", headers={"origin": "https://x.example"})
             assert "access-control-allow-origin" not in other.headers
+
+
+# -- turns answering at once: OLLAMASTACK_CONCURRENCY -----------------------------------------
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a state of the app that nothing announces."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the state never came"
+        time.sleep(0.01)
+
+
+def held(ollama: OllamaView, *texts: str) -> None:
+    """Replies to llama3.2 chats that wait until one more chat, to the model "gate", reaches
+    the test server (`release`): answers held open for as long as the test wants."""
+    ollama.add_model("gate")
+    count = len(texts) + 1
+    for text in texts:
+        ollama.enqueue(Reply(content=text, model="llama3.2", together=count))
+    ollama.enqueue(Reply(content="Go.", model="gate", together=count))
+
+
+def release(ollama: OllamaView) -> None:
+    gate = {"model": "gate", "messages": [{"role": "user", "content": "go"}], "stream": False}
+    assert httpx.post(f"{ollama.url}/api/chat", json=gate, timeout=30).status_code == 200
+
+
+def openai_chat(url: str, text: str) -> str:
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": text}]}
+    answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["choices"][0]["message"]["content"]
+
+
+def rest_chat(url: str, text: str) -> str:
+    answer = httpx.post(f"{url}/api/v1/chat", json={"message": text}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["content"]
+
+
+def chat_audit(data_dir: Path) -> list[str]:
+    """The outcomes of /api/v1/chat in the audit log so far."""
+    audit = data_dir / "audit.jsonl"
+    lines = [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+    return [line["outcome"] for line in lines if line["endpoint"] == "/api/v1/chat"]
+
+
+def test_rest_and_openai_turns_share_the_concurrency_bound_and_wait_their_turn(
+    ollama_server: FakeOllama, tmp_path: Path
+) -> None:
+    with OllamaView.of(ollama_server) as ollama, serve(
+        ollama_server, tmp_path, concurrency=2
+    ) as app, ThreadPoolExecutor(3) as pool:
+        held(ollama, "First.", "Second.")
+        ollama.enqueue(Reply(content="Third.", model="llama3.2"))
+        first = pool.submit(rest_chat, app.url, "1")
+        second = pool.submit(openai_chat, app.url, "2")
+        ollama.wait_until(lambda: len(ollama.chat_requests) == 2)
+        third = pool.submit(openai_chat, app.url, "3")
+        turns = app.app.rest_turns
+        eventually(lambda: turns.waiting == 1)  # it arrived, and waits
+        assert (turns.answering, len(ollama.chat_requests), third.done()) == (2, 2, False)
+        release(ollama)
+        assert sorted([first.result(), second.result()]) == ["First.", "Second."]
+        assert third.result() == "Third."  # it waited, and was not refused
+        asked = [r["messages"][-1]["content"] for r in ollama.chat_requests]
+        assert sorted(asked[:2]) == ["1", "2"] and asked[2:] == ["go", "3"]
+        assert (turns.waiting, turns.answering) == (0, 0)
+
+
+def test_a_client_that_hangs_up_while_waiting_never_runs_its_turn(
+    ollama_server: FakeOllama, tmp_path: Path
+) -> None:
+    with OllamaView.of(ollama_server) as ollama, serve(
+        ollama_server, tmp_path, concurrency=1
+    ) as app, ThreadPoolExecutor(1) as pool:
+        held(ollama, "First.")
+        first = pool.submit(rest_chat, app.url, "1")
+        ollama.wait_until(lambda: len(ollama.chat_requests) == 1)
+        body = json.dumps({"message": "2", "conversation_id": ""}).encode()
+        host, port = app.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as waiting:
+            waiting.sendall(b"POST /api/v1/chat HTTP/1.1\r\nHost: " + host.encode()
+                            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+                            + str(len(body)).encode() + b"\r\n\r\n" + body)
+            eventually(lambda: app.app.rest_turns.waiting == 1)
+        eventually(lambda: chat_audit(tmp_path) == ["stopped"])  # it gave its place up
+        release(ollama)
+        assert first.result() == "First."
+        eventually(lambda: len(chat_audit(tmp_path)) == 2)
+        assert chat_audit(tmp_path) == ["stopped", "ok"]
+        assert [r["messages"][-1]["content"] for r in ollama.chat_requests] == ["1", "go"]
+        assert (app.app.rest_turns.waiting, app.app.rest_turns.answering) == (0, 0)
 
 
 # -- the docs page in a browser ------------------------------------------------------------
@@ -367,12 +631,13 @@ async def test_the_docs_page_renders_every_route_and_asks_no_other_host(served: 
             page.on("request", lambda r: requested.append(r.url))
             await page.goto(f"{served.url}/api/v1/docs")
             routes = page.locator("section h2 code")
-            await expect(routes).to_have_count(9)
+            await expect(routes).to_have_count(10)
             shown = await routes.all_inner_texts()
         finally:
             await browser.close()
     assert sorted(set(shown)) == sorted({
         "/api/v1/chat", "/api/v1/health", "/api/v1/models", "/api/v1/models/{name}",
-        "/api/v1/conversations", "/api/v1/conversations/{conversation_id}", "/v1/models",
+        "/api/v1/conversations", "/api/v1/conversations/{conversation_id}",
+        "/api/v1/conversations/{conversation_id}/approval", "/v1/models",
         "/v1/chat/completions"})
     assert requested == [f"{served.url}/api/v1/docs", f"{served.url}/api/v1/openapi.json"]

@@ -16,7 +16,9 @@ import re
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +38,7 @@ from ollamastack.web.audit import AUDIT_FILE
 from ollamastack.web.edge import Caller, Edge
 from ollamastack.web.http import CONTENT_SECURITY_POLICY
 from ollamastack.web.ui.chat import ChatHandlers, TurnUpdate
+from ollamastack.web.ui.composer import Composer
 from ollamastack.web.ui.models import ModelsHandlers
 from tests.support.api_helpers import OllamaView, Served, app_settings, run, serve
 from tests.support.app_process import AppProcess
@@ -138,16 +141,15 @@ async def test_the_page_and_the_api_share_one_limit_keyed_by_user_or_address(
     clock.now += 5
     refusal = "Too many messages: the limit is 2 a minute. Try again in 45 s."
 
-    with pytest.warns(UserWarning, match=re.escape(refusal)):
-        assert await page_send(page, "three", alice) == [TurnUpdate()]  # stays in the box
+    with no_toasts():  # said once, over the box; the message stays in it
+        assert await page_send(page, "three", alice) == [TurnUpdate(
+            box=gr.update(value="three", submit_btn="Send", stop_btn=False),
+            notice=gr.update(value=f"⚠ {refusal}", visible=True),
+        )]
     with pytest.raises(gr.Error, match=re.escape(refusal)):
         await api_chat(api, "three", alice)
-    session = (await (await handle.get()).sessions("alice"))[0].id
-    with pytest.warns(UserWarning, match=re.escape(refusal)):  # before the turn is undone
-        assert [u async for u in page.retry(session, "", 0.7, "", True, alice)] == [TurnUpdate()]
     core = await handle.get()
     assert [s.title for s in await core.sessions("alice")] == ["two", "one"]
-    assert [m.text for m in await core.history(session, "alice")] == ["two", "You said: two"]
 
     # without login each address has its own allowance; Bob's is his own
     for who in (person(host="10.0.0.1"), person(host="10.0.0.2"), person("bob")):
@@ -156,19 +158,48 @@ async def test_the_page_and_the_api_share_one_limit_keyed_by_user_or_address(
     assert (await page_send(page, "four", alice))[-1].streaming is False
     assert len(await core.sessions("alice")) == 3
 
-    records = audit_records(tmp_path, 9)
+    records = audit_records(tmp_path, 8)
     assert [(r["user"], r["client"], r["endpoint"], r["outcome"]) for r in records] == [
         ("alice", "127.0.0.1", "ui_send", "ok"),
         ("alice", "127.0.0.1", "/chat", "ok"),
         ("alice", "127.0.0.1", "ui_send", "rate_limited"),
         ("alice", "127.0.0.1", "/chat", "rate_limited"),
-        ("alice", "127.0.0.1", "ui_retry", "rate_limited"),
         ("", "10.0.0.1", "/chat", "ok"),
         ("", "10.0.0.2", "/chat", "ok"),
         ("bob", "127.0.0.1", "/chat", "ok"),
         ("alice", "127.0.0.1", "ui_send", "ok"),
     ]
     assert records[2]["error"] == refusal and not any("message" in r for r in records)
+
+
+async def test_a_retry_over_the_limit_is_refused_before_its_turn_is_undone(
+    limited: tuple[ChatHandlers, NamedApi, ServiceHandle], clock: SimpleNamespace,
+    tmp_path: Path,
+) -> None:
+    page, _, handle = limited
+    alice = person("alice")
+    await page_send(page, "one", alice)
+    clock.now += 10
+    await page_send(page, "two", alice)
+    core = await handle.get()
+    session = (await core.sessions("alice"))[0].id
+    refusal = "Too many messages: the limit is 2 a minute. Try again in 50 s."
+    with no_toasts():
+        retried = [u async for u in page.retry(session, "", 0.7, "", True, alice, Composer())]
+    assert [u.notice for u in retried] == [gr.update(value=f"⚠ {refusal}", visible=True)]
+    assert [m.text for m in await core.history(session, "alice")] == ["two", "You said: two"]
+    assert [(r["endpoint"], r["outcome"]) for r in audit_records(tmp_path, 3)] == [
+        ("ui_send", "ok"), ("ui_send", "ok"), ("ui_retry", "rate_limited")
+    ]
+
+
+@contextmanager
+def no_toasts() -> Iterator[None]:
+    """Refusals are said once, on the page: no toast (outside Gradio, a UserWarning)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
 
 
 def test_a_rate_limit_of_zero_is_off(tmp_path: Path) -> None:
@@ -248,23 +279,28 @@ async def test_the_models_tab_refuses_pull_and_delete_with_a_clear_message(
     ollama_server: FakeOllama, tmp_path: Path, overrides: dict, user: str, refusal: str
 ) -> None:
     handle = ServiceHandle(app_settings(ollama_server, tmp_path, **overrides))
+    ask, confirm = (gr.EventData(None, {"action": action, "model": "llama3.2:latest"})
+                    for action in ("delete", "confirm"))  # what its row's buttons send
     try:
         tab = ModelsHandlers(handle)
         request = person(user)
-        with pytest.warns(UserWarning) as warned:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # said once, on the page: no toast
+            table, _ = await tab.table(request)
             pulled = [update async for update in tab.pull("qwen3:8b", request)]
-            asked = tab.ask_delete("llama3.2:latest", request)
-            deleted = await tab.delete("llama3.2:latest", request)
+            asked = await tab.row_action(ask, request)
+            deleted = await tab.delete(confirm, request)
     finally:
         await handle.close()
-    escaped = html.escape  # toasts are HTML
-    assert [str(w.message) for w in warned] == [
-        escaped(refusal), escaped(refusal), escaped(f"Could not delete llama3.2:latest: {refusal}")
-    ]
-    assert pulled == [(f'<div class="pull-progress"><span>{escaped(refusal)}</span></div>',
-                       gr.skip(), gr.skip())]
-    assert asked == (gr.update(visible=False), "")
-    assert deleted[0] == gr.update(visible=False) and refusal in deleted[3]
+    escaped = html.escape
+    assert 'data-action="delete"' not in table  # no Delete button to press
+    assert pulled == [(f'<div class="pull-progress" role="alert"><span>{escaped(refusal)}'
+                       "</span></div>", *[gr.skip()] * 4)]
+    assert asked == (gr.skip(), f'<div class="models-notice" role="alert"><span>'
+                                f"{escaped(refusal)}</span></div>")
+    assert html.unescape(deleted[1]) == (
+        f'<div class="models-notice" role="alert"><span>Could not delete llama3.2:latest: '
+        f"{refusal}</span></div>")
     assert [r.path for r in ollama_server.requests if r.path in MANAGING] == []
     assert [m.name for m in ollama_server.models] == ["llama3.2:latest"]
 

@@ -1,13 +1,20 @@
 """The page's event handlers, called as Gradio calls them, over a real chat service and the
-Ollama-protocol test server. Every streamed update is asserted, as a person would see it."""
+Ollama-protocol test server. Every streamed update is asserted, as a person would see it.
+
+The composer's queue, Stop with messages waiting, Retry after a failure, the side list's
+menu (rename, delete with undo, export) and per-chat settings: test_page_handlers.py."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import html
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,16 +25,34 @@ from gradio import ChatMessage
 from langchain_core.messages import AIMessage, HumanMessage
 
 from ollamastack.agent.service_handle import ServiceHandle
+from ollamastack.errors import ModelNotFound, OllamaUnavailable
 from ollamastack.settings import Settings
 from ollamastack.web.ui.chat import ChatHandlers, TurnUpdate
+from ollamastack.web.ui.composer import Composer
 from ollamastack.web.ui.conversations import ConversationHandlers
-from ollamastack.web.ui.models import ModelsHandlers
 from ollamastack.web.ui.page import PageHandlers
 from ollamastack.web.ui.status import GREEN_DOT, RED_DOT
 from tests.support.ollama_server import FakeOllama
 
 SKIP = gr.skip()
 MODEL = "llama3.2:latest"
+
+# The composer as the page shows it: emptied with Stop while answering, Send when idle.
+BUSY = gr.update(value="", submit_btn=False, stop_btn="Stop")
+STILL_BUSY = gr.update(submit_btn=False, stop_btn="Stop")  # a queued message's turn
+IDLE = gr.update(submit_btn="Send", stop_btn=False)
+HIDDEN = gr.update(value="", visible=False)  # no notice, nothing queued
+NO_OFFER = gr.update(visible=False)  # the status line offers no built-in model
+
+
+def refill(text: str) -> dict:
+    """The box idle again, holding `text` (a refused message, queued ones after Stop)."""
+    return gr.update(value=text, submit_btn="Send", stop_btn=False)
+
+
+def notice(text: str) -> dict:
+    """The one-line notice over the box (the page renders it: escaped)."""
+    return gr.update(value=f"⚠ {html.escape(text)}", visible=True)
 
 
 def user(text: str) -> ChatMessage:
@@ -38,11 +63,44 @@ def bot(text: str, **metadata: Any) -> ChatMessage:
     return ChatMessage(role="assistant", content=text, metadata=metadata)  # type: ignore[arg-type]
 
 
+def failed(plain: str) -> ChatMessage:
+    """A failed turn's one message, in plain words."""
+    return bot(f"⚠ {plain} Press Retry to ask again.")
+
+
+def details(text: str) -> ChatMessage:
+    """The error's own text, folded under "Details"."""
+    return bot(f"```text\n{text}\n```", title="Details", status="done")
+
+
+def shown(*items: tuple[str, str], selected: str = "", undo: dict | None = None) -> dict:
+    """The side list's update: (id, title) items, all under "Today" (the tests' conversations
+    are all from now)."""
+    groups = [{"label": "Today", "items": [
+        {"id": i, "title": t, "selected": i == selected} for i, t in items
+    ]}] if items else []
+    return gr.update(value={"groups": groups, "undo": undo})
+
+
+@contextmanager
+def no_toasts() -> Iterator[None]:
+    """Errors are said once, on the page: no toast (outside Gradio, a UserWarning) at all."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
+
+
 STATS_3 = "<sub>3 tokens · 100.0 tokens/s · first token T</sub>"
+OLLAMA_DOWN = "Ollama is not answering, so this message got no reply."
 
 
 def loading(model: str = MODEL) -> ChatMessage:
     return bot("", title=f"Loading model `{model}`…", status="pending")
+
+
+def waiting(model: str = MODEL) -> ChatMessage:
+    return bot("", title=f"Waiting for `{model}`…", status="pending")
 
 
 def timeless(update: tuple) -> tuple:
@@ -89,6 +147,17 @@ def up(server: FakeOllama, model: str = MODEL, loaded: bool = True) -> str:
     return f"{GREEN_DOT} Ollama 0.12.6 at `{server.url}` · model `{model}` {where}"
 
 
+async def listed_by_server(handle: ServiceHandle, user: str = "") -> list[dict]:
+    """The conversations as the server lists them (what the page keeps after a settle)."""
+    return [{"id": s.id, "title": s.title, "updated_at": s.updated_at}
+            for s in await (await handle.get()).sessions(user)]
+
+
+def clicked(**data: str) -> gr.EventData:
+    """The event the side list's script sends: select {"id"}, submit {"action", "id"...}."""
+    return gr.EventData(None, data)
+
+
 @pytest.fixture
 def settings(ollama_server: FakeOllama, tmp_path: Path) -> Settings:
     return Settings(
@@ -116,41 +185,71 @@ def chat(settings: Settings, handle: ServiceHandle) -> ChatHandlers:
 
 
 @pytest.fixture
-def saved(handle: ServiceHandle, chat: ChatHandlers) -> ConversationHandlers:
-    return ConversationHandlers(handle, answering=chat.answering)
+async def saved(handle: ServiceHandle, chat: ChatHandlers) -> AsyncIterator[ConversationHandlers]:
+    saved = ConversationHandlers(handle, answering=chat.answering)
+    yield saved
+    await drop_purges(saved)
+
+
+async def drop_purges(saved: ConversationHandlers) -> None:
+    """Deletions scheduled for after their undo's time, which no test here waits for: each
+    is a `purge` coroutine made when the delete was, now never awaited."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "coroutine 'ConversationHandlers.purge' was never",
+                                RuntimeWarning)
+        cancelled = [task.cancel() for task in saved._purges]
+        await asyncio.gather(*saved._purges, return_exceptions=True)
+        await asyncio.sleep(0)  # the loop lets go of the last step of each
+        gc.collect()
+    assert all(cancelled) and not saved._purges
+
+
+@pytest.fixture
+def composer() -> Composer:
+    """One browser tab's composer (the page keeps it in a gr.State)."""
+    return Composer()
 
 
 def send(chat: ChatHandlers, message: str, history: list | None = None, session_id: str = "",
          conversations: list | None = None, model: str = MODEL, show_thinking: bool = True,
-         request: Any = None):
-    return chat.send(message, history or [], session_id, conversations or [], model, 0.7, "",
-                     show_thinking, request)
+         request: Any = None, composer: Composer | None = None, *, temperature: float = 0.7,
+         system_prompt: str = ""):
+    return chat.send(message, history or [], session_id, conversations or [], model,
+                     temperature, system_prompt, show_thinking, request, composer)
 
 
 async def test_an_answer_streams_word_by_word_then_shows_its_stats(
-    chat: ChatHandlers, handle: ServiceHandle, ollama_server: FakeOllama
+    chat: ChatHandlers, page: PageHandlers, handle: ServiceHandle, ollama_server: FakeOllama,
+    composer: Composer,
 ):
-    updates = await collect(send(chat, "hello"))
+    with no_toasts():
+        updates = await collect(send(chat, "hello", composer=composer))
     session = session_of(updates)
     listed = [{"id": session, "title": "hello"}]
     assert updates == [
-        TurnUpdate([user("hello"), loading()], "", streaming=True),
+        # the question shown, the box emptied and turned into Stop, any old notice gone
+        TurnUpdate([user("hello"), loading()], BUSY, streaming=True, notice=HIDDEN),
         TurnUpdate(  # the core took the turn: the new conversation is listed at once
             session_id=session, conversations=listed,
-            listing=gr.update(choices=[("hello", session)], value=session),
+            listing=shown((session, "hello"), selected=session),
         ),
         TurnUpdate([user("hello"), bot("You")]),
         TurnUpdate([user("hello"), bot("You said:")]),
         TurnUpdate([user("hello"), bot("You said: hello")]),
-        TurnUpdate(
-            [user("hello"), bot(f"You said: hello\n\n{STATS_3}")],
-            status=up(ollama_server), streaming=False,
-        ),
+        TurnUpdate([user("hello"), bot(f"You said: hello\n\n{STATS_3}")], streaming=False),
     ]
     core = await handle.get()
     assert [(type(m), m.text) for m in await core.history(session)] == [
         (HumanMessage, "hello"), (AIMessage, "You said: hello")
     ]
+    # then the page settles the turn (Send again, the list from the server), and the
+    # status line follows
+    known = await listed_by_server(handle)
+    assert [(c["id"], c["title"]) for c in known] == [(session, "hello")]
+    assert await chat.settle(session, False, listed, True, None, composer) == (
+        SKIP, False, known, shown((session, "hello"), selected=session), IDLE, HIDDEN
+    )
+    assert await page.status(MODEL) == (up(ollama_server), NO_OFFER)
 
 
 async def test_each_tool_call_is_its_own_message_pending_then_done(
@@ -220,82 +319,96 @@ async def test_thinking_streams_apart_and_is_not_stored_as_the_answer(
     ]
 
 
-async def test_ollama_down_shows_a_toast_and_the_page_works_again_when_it_is_back(
-    chat: ChatHandlers, handle: ServiceHandle, ollama_server: FakeOllama
+async def test_ollama_down_is_said_once_in_the_chat_and_the_page_works_again_when_it_is_back(
+    chat: ChatHandlers, page: PageHandlers, handle: ServiceHandle, ollama_server: FakeOllama,
+    composer: Composer,
 ):
     ollama_server.stop()
-    down = f"Ollama is not reachable at {ollama_server.url}."
-    with pytest.warns(UserWarning, match=re.escape(down)):
-        updates = await collect(send(chat, "hello"))
-    message = updates[-1].chat[-1].content
-    assert message.startswith(f"⚠ {down}")
-    waiting = bot("", title=f"Waiting for `{MODEL}`…", status="pending")  # no news of it
+    with no_toasts():  # said once: in the chat, not in a toast too
+        updates = await collect(send(chat, "hello", composer=composer))
     assert updates == [
-        TurnUpdate([user("hello"), waiting], "", streaming=True),
-        TurnUpdate(
-            [user("hello"), bot(message)],
-            status=f"{RED_DOT} {message.removeprefix('⚠ ')}", streaming=False,
+        TurnUpdate([user("hello"), waiting()], BUSY, streaming=True, notice=HIDDEN),
+        TurnUpdate(  # plain words and Retry; the operator's text behind "Details"
+            [user("hello"), failed(OLLAMA_DOWN),
+             details(str(OllamaUnavailable(ollama_server.url)))],
+            streaming=False,
         ),
     ]
+    assert composer.failed == "hello"  # Retry sends it again: nothing was stored
     core = await handle.get()
     assert await core.sessions() == []  # nothing was said: no conversation was started
+    # the status line, briefly, without operator instructions (no built-in model here)
+    assert await page.status(MODEL) == (
+        f"{RED_DOT} Ollama at `{ollama_server.url}` is not answering", NO_OFFER
+    )
 
     ollama_server.start()  # Ollama is back: the next message works, nothing restarted
     updates = await collect(send(chat, "hello again"))
     assert updates[-1].chat[-1].content.startswith("You said: hello again\n\n<sub>")
-    assert updates[-1].status == up(ollama_server)
+    assert await page.status(MODEL) == (up(ollama_server), NO_OFFER)
 
 
-async def test_a_missing_model_is_a_toast_and_a_message(
-    chat: ChatHandlers, ollama_server: FakeOllama
+async def test_a_missing_model_is_one_message_in_plain_words_and_the_status_line_says_so(
+    chat: ChatHandlers, page: PageHandlers, ollama_server: FakeOllama
 ):
-    with pytest.warns(UserWarning, match="Model &#x27;gone:latest&#x27; is not installed"):
+    with no_toasts():
         updates = await collect(send(chat, "hello", model="gone:latest"))
-    assert updates[-1].chat == [
+    assert updates[-1] == TurnUpdate([
         user("hello"),
-        bot("⚠ Model 'gone:latest' is not installed in Ollama. Pull it with "
-            "`ollama pull gone:latest` or from the Models tab."),
-    ]
-    assert updates[-1].status == (
+        failed("The model gone:latest is not installed. Pick another in Chat settings, or pull "
+               "it in the Models tab."),
+        details(str(ModelNotFound("gone:latest"))),
+    ], streaming=False)
+    assert await page.status("gone:latest") == (
         f"{RED_DOT} Ollama 0.12.6 at `{ollama_server.url}` · model `gone:latest` is not "
-        "installed: pull it in the Models tab"
+        "installed: pick another, or pull it in the Models tab", NO_OFFER
     )
 
 
-async def test_refused_input_goes_back_to_the_box(chat: ChatHandlers, handle: ServiceHandle):
+async def test_refused_input_goes_back_to_the_box_with_a_notice(
+    chat: ChatHandlers, handle: ServiceHandle
+):
     assert await collect(send(chat, "   ")) == [TurnUpdate()]
     history = [user("earlier")]
-    with pytest.warns(UserWarning, match="4001 characters long; the limit is 4000"):
+    with no_toasts():
         updates = await collect(send(chat, "x" * 4001, history))
     assert updates == [
-        TurnUpdate([*history, user("x" * 4001), loading()], "", streaming=True),
-        TurnUpdate(history, "x" * 4001, streaming=False),
+        TurnUpdate([*history, user("x" * 4001), loading()], BUSY, streaming=True, notice=HIDDEN),
+        TurnUpdate(history, refill("x" * 4001), streaming=False, notice=notice(
+            "The message is 4001 characters long; the limit is 4000."
+        )),
     ]
     assert await (await handle.get()).sessions() == []
 
 
-async def test_a_second_message_while_answering_is_refused_and_goes_back_to_the_box(
+async def test_a_message_from_another_tab_while_answering_is_refused_and_goes_back_to_its_box(
     chat: ChatHandlers, saved: ConversationHandlers, ollama_server: FakeOllama
 ):
+    """Another tab (its own composer) on the same conversation: the service refuses, the
+    message stays in that tab's box with a notice. (This tab's own queue:
+    test_page_handlers.py.)"""
     session = session_of(await collect(send(chat, "first")))
     history = [user("first"), ChatMessage(role="assistant", content="You said: first")]
     ollama_server.token_rate = 10
     ollama_server.enqueue_text("one two three four five six")
-    answering = send(chat, "second", history, session)
+    answering = send(chat, "second", history, session, composer=Composer())
     await anext(answering)  # the first update: the question shown, the answer on its way
     await anext(answering)  # the turn started: the conversation is answering now
     assert session in saved.answering
-    busy = "This conversation is still answering: wait for it, or press Stop."
-    with pytest.warns(UserWarning, match=busy):
-        refused = await collect(send(chat, "third", history, session))
-    assert refused[-1] == TurnUpdate(history, "third", streaming=False)
+    other_tab = Composer()
+    with no_toasts():
+        refused = await collect(send(chat, "third", history, session, composer=other_tab))
+    assert refused[-1] == TurnUpdate(history, refill("third"), streaming=False, notice=notice(
+        "This conversation is still answering: wait for it, or press Stop."
+    ))
+    assert (other_tab.queued, other_tab.failed, other_tab.running) == ([], "", None)
     rest = await collect(answering)
     assert rest[-1].chat[-1].content.startswith("one two three four five six\n")
     assert session not in saved.answering
 
 
 async def test_stop_keeps_what_streamed_in_the_chat_and_in_memory(
-    chat: ChatHandlers, handle: ServiceHandle, ollama_server: FakeOllama
+    chat: ChatHandlers, handle: ServiceHandle, ollama_server: FakeOllama, composer: Composer
 ):
     ollama_server.token_rate = 50
     ollama_server.enqueue_text("one two three four five six seven eight nine ten " * 5)
@@ -303,7 +416,7 @@ async def test_stop_keeps_what_streamed_in_the_chat_and_in_memory(
     three_words = asyncio.Event()
 
     async def consume() -> None:
-        async for update in send(chat, "count"):
+        async for update in send(chat, "count", composer=composer):
             updates.append(update)
             if len(updates) == 5:  # the start, the session, and three words
                 three_words.set()
@@ -314,19 +427,23 @@ async def test_stop_keeps_what_streamed_in_the_chat_and_in_memory(
     with pytest.raises(asyncio.CancelledError):
         await task
     session, streaming = session_of(updates), True  # the last update never came
-    shown, done, conversations, listing = await chat.settle(session, streaming, [], True)
-    assert shown[:1] == [user("count")]
-    assert len(shown) == 2 and shown[1].content.endswith("\n\n■ *Stopped.*")
-    partial = shown[1].content.removesuffix("\n\n■ *Stopped.*")
+    shown_chat, done, conversations, listing, box, queued = await chat.settle(
+        session, streaming, [], True, None, composer)
+    assert shown_chat[:1] == [user("count")]
+    assert len(shown_chat) == 2 and shown_chat[1].content.endswith("\n\n■ *Stopped.*")
+    partial = shown_chat[1].content.removesuffix("\n\n■ *Stopped.*")
     assert partial.startswith("one two three") and len(partial) < 250
-    assert (done, conversations) == (False, [{"id": session, "title": "count"}])
-    assert listing == gr.update(choices=[("count", session)], value=session)
+    assert (done, conversations, listing, box, queued) == (
+        False, await listed_by_server(handle), shown((session, "count"), selected=session),
+        IDLE, HIDDEN,
+    )
+    assert composer.running is None  # Send again
     stored = (await (await handle.get()).history(session))[-1]
     assert (stored.text, stored.response_metadata["interrupted"]) == (
         partial, "stopped by the user"
     )
     ollama_server.token_rate = None  # the next turn works
-    after = await collect(send(chat, "go on", shown, session))
+    after = await collect(send(chat, "go on", shown_chat, session, composer=composer))
     assert after[-1].chat[-1].content.startswith("You said: go on\n\n<sub>")
 
 
@@ -339,25 +456,29 @@ async def test_undo_forgets_the_last_turn_and_retry_asks_it_again(
     assert [m.content for m in second[-1].chat][2] == "two"
 
     ollama_server.enqueue_text("Another answer.")
-    retried = await collect(chat.retry(session, MODEL, 0.7, "", True))
+    retried = await collect(chat.retry(session, MODEL, 0.7, "", True, None, Composer()))
     one = bot("You said: one\n\n<sub>3 tokens · 100.0 tokens/s</sub>")  # as memory has it
-    waiting = bot("", title=f"Waiting for `{MODEL}`…", status="pending")  # loaded by now
-    assert retried[0] == TurnUpdate([user("one"), one, user("two"), waiting], "", streaming=True)
-    assert retried[-1].chat == [
+    assert retried[0] == TurnUpdate(  # loaded by now: waiting, not loading
+        [user("one"), one, user("two"), waiting()], BUSY, streaming=True, notice=HIDDEN
+    )
+    assert retried[-1] == TurnUpdate([
         user("one"), one,
         user("two"), bot("Another answer.\n\n<sub>2 tokens · 100.0 tokens/s · first token T</sub>"),
-    ]
+    ], streaming=False)
     assert ollama_server.chat_requests[-1]["messages"][-1] == {"role": "user", "content": "two"}
     core = await handle.get()
     assert [m.text for m in await core.history(session)] == [
         "one", "You said: one", "two", "Another answer."
     ]
 
-    assert await chat.undo(session, True) == ([user("one"), one], "two")
+    # (chat, box, notice): the message back in the box to edit
+    assert await chat.undo(session, True) == ([user("one"), one], "two", HIDDEN)
     assert [m.text for m in await core.history(session)] == ["one", "You said: one"]
-    assert await chat.undo(session, True) == ([], "one")
-    with pytest.warns(UserWarning, match="nothing to undo"):
-        assert await chat.undo(session, True) == (SKIP, SKIP)
+    assert await chat.undo(session, True) == ([], "one", HIDDEN)
+    with no_toasts():
+        assert await chat.undo(session, True) == (
+            SKIP, SKIP, notice("There is nothing to undo or retry yet.")
+        )
 
 
 async def test_retry_keeps_the_turn_when_it_cannot_be_answered_now(
@@ -365,42 +486,56 @@ async def test_retry_keeps_the_turn_when_it_cannot_be_answered_now(
 ):
     session = session_of(await collect(send(chat, "one")))
     ollama_server.stop()
-    with pytest.warns(UserWarning, match="not reachable"):
+    with no_toasts():
         retried = await collect(chat.retry(session, "llama3.2:8b", 0.7, "", True))
-    assert len(retried) == 1 and retried[0].status.startswith(RED_DOT)
+    assert retried == [TurnUpdate(notice=notice(OLLAMA_DOWN))]  # the status line: chained
     ollama_server.start()
-    with pytest.warns(UserWarning, match="not installed"):
-        await collect(chat.retry(session, "llama3.2:8b", 0.7, "", True))
+    with no_toasts():
+        retried = await collect(chat.retry(session, "llama3.2:8b", 0.7, "", True))
+    assert retried == [TurnUpdate(
+        notice=notice("The model llama3.2:8b is not installed. Pick another in Chat settings, "
+                      "or pull it in the Models tab."),
+    )]
     core = await handle.get()
     assert [m.text for m in await core.history(session)] == ["one", "You said: one"]
 
 
 async def test_conversations_are_listed_reopened_and_deleted(
-    chat: ChatHandlers, page: PageHandlers, saved: ConversationHandlers, handle: ServiceHandle
+    chat: ChatHandlers, page: PageHandlers, saved: ConversationHandlers, handle: ServiceHandle,
+    composer: Composer, settings: Settings,
 ):
-    first = await collect(send(chat, "first question"))
-    second = await collect(send(chat, "second question"))
+    first = await collect(send(chat, "first question", composer=composer))
+    second = await collect(send(chat, "second question", composer=composer))
     a, b = session_of(first), session_of(second)
-    _, _, listed, _ = await chat.settle(a, False, [], True)
-    _, _, listed, listing = await chat.settle(b, False, listed, True)
-    assert listed == [{"id": b, "title": "second question"}, {"id": a, "title": "first question"}]
-    assert listing == gr.update(
-        choices=[("second question", b), ("first question", a)], value=b
-    )
+    _, _, listed, _, _, _ = await chat.settle(a, False, [], True, None, composer)
+    _, _, listed, listing, _, _ = await chat.settle(b, False, listed, True, None, composer)
+    assert listed == await listed_by_server(handle)
+    assert [(c["id"], c["title"]) for c in listed] == [
+        (b, "second question"), (a, "first question")
+    ]
+    assert listing == shown((b, "second question"), (a, "first question"), selected=b)
 
-    reopened, session, kept, _ = await saved.open_conversation(a, True, listed)
-    assert (reopened, session, kept) == (
+    # a click in the list: the chat, and the settings it was started with
+    assert await saved.open_conversation(clicked(id=a), listed, composer) == (
         [user("first question"),
-         bot("You said: first question\n\n<sub>4 tokens · 100.0 tokens/s</sub>")], a, listed,
+         bot("You said: first question\n\n<sub>4 tokens · 100.0 tokens/s</sub>")],
+        a, listed, shown((b, "second question"), (a, "first question"), selected=a),
+        MODEL, 0.7, "", True, gr.update(visible=False), SKIP,
     )
+    assert composer.viewing == a
     # a page load keeps the conversations the server has, and drops made-up or deleted ones
     stranger = {"id": "1b4e28ba-2fa1-41d2-883f-0016d3cca427", "title": "?"}
-    _, _, known, listing = await page.load_page([stranger, *listed, "junk"], MODEL)
-    assert known == listed
+    loaded = await page.load_page([stranger, *listed, "junk"], {})
+    assert loaded[3:] == (
+        listed, shown((b, "second question"), (a, "first question")), [], "",
+        0.7, settings.system_prompt, True, "",  # a new chat, with the server's settings
+    )
 
-    cleared, session, kept, listing = await saved.delete_conversation(a, listed)
-    assert (cleared, session, kept) == ([], "", [{"id": b, "title": "second question"}])
-    assert listing == gr.update(choices=[("second question", b)], value=None)
+    # the item's menu: Delete hides it at once, with an undo offered
+    assert await saved.act(clicked(action="delete", id=a), a, listed) == (
+        shown((b, "second question"), undo={"id": a, "title": "first question"}),
+        [], "", listed[:1], HIDDEN,  # it was open: the chat empties
+    )
     assert [s.id for s in await (await handle.get()).sessions()] == [b]
 
 
@@ -409,127 +544,122 @@ async def test_with_login_each_user_reaches_only_their_conversations(
     ollama_server: FakeOllama,
 ):
     """Bob tries every handler that takes a session id with Alice's (the page keeps the id
-    in server-side state, but a shared browser or a crafted request could carry it)."""
+    in server-side state, but a shared browser or a crafted request could carry it): each
+    answers as for a conversation that does not exist."""
     alice, bob = SimpleNamespace(username="alice"), SimpleNamespace(username="bob")
-    updates = await collect(send(chat, "my secret", request=alice))
+    updates = await collect(send(chat, "my secret", request=alice, system_prompt="Be terse."))
     session = session_of(updates)
     core = await handle.get()
     kept, chats = await core.history(session, "alice"), len(ollama_server.chat_requests)
-    gone = f"No conversation with id {session} was found."
+    settings_kept = (await core.sessions("alice"))[0].settings
     listed = [{"id": session, "title": "my secret"}]
+    unknown = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 
-    with pytest.warns(UserWarning, match=gone):
-        refused = await collect(send(chat, "tell me", [], session, request=bob))
-    assert refused[-1] == TurnUpdate([], "tell me", streaming=False)
-    for attempt in (
-        lambda: collect(chat.retry(session, MODEL, 0.7, "", True, bob)),
-        lambda: chat.undo(session, True, bob),
-        lambda: chat.settle(session, True, listed, True, bob),
-        lambda: saved.show(session, True, bob),
-        lambda: saved.delete_conversation(session, listed, bob),
-        lambda: saved.export_markdown(session, bob),
-        lambda: saved.export_json(session, bob),
-    ):
-        with pytest.raises(gr.Error, match=gone):
-            await attempt()
-    with pytest.warns(UserWarning, match=gone):
-        assert (await saved.open_conversation(session, True, [], bob))[:2] == (SKIP, SKIP)
+    async def answers(target: str) -> list:
+        gone = f"No conversation with id {target} was found."
+        bobs_tab = Composer()
+        with no_toasts():
+            refused = await collect(send(chat, "tell me", [], target, request=bob,
+                                         composer=bobs_tab))
+        assert refused[-1] == TurnUpdate([], refill("tell me"), streaming=False,
+                                         notice=notice(gone))
+        seen = [
+            await collect(chat.retry(target, MODEL, 0.7, "", True, bob, Composer())),
+            await chat.undo(target, True, bob),
+            await saved.open_conversation(clicked(id=target), listed, Composer(), bob),
+            await saved.save_settings(target, MODEL, 1.5, "Be loud.", False, bob),
+        ]
+        for action in ("rename", "delete", "undo"):
+            event = clicked(action=action, id=target, title="Mine now")
+            seen.append(await saved.act(event, "", listed, bob))
+        for attempt in (
+            lambda: chat.settle(target, True, listed, True, bob, bobs_tab),
+            lambda: saved.show(target, True, bob),
+            lambda: saved.act(clicked(action="export-md", id=target), "", listed, bob),
+            lambda: saved.export_markdown(target, bob),
+            lambda: saved.export_json(target, bob),
+        ):
+            with pytest.raises(gr.Error) as error:
+                await attempt()
+            seen.append(error.value.message)
+        return [repr(answer).replace(target, "<id>") for answer in seen]
+
+    assert await answers(session) == await answers(unknown)
     # a browser that lists Alice's conversation shows Bob nothing of it
-    assert (await chat.settle(session, False, listed, True, bob))[2] == []
-    assert (await page.load_page(listed, MODEL, bob))[2] == []
+    assert (await chat.settle(session, False, listed, True, bob))[2:4] == ([], shown())
+    assert (await page.load_page(listed, {"session_id": session}, bob))[3:7] == (
+        [], shown(), [], ""
+    )
     assert await core.sessions("bob") == []
 
     assert await core.history(session, "alice") == kept
+    assert (await core.sessions("alice"))[0].settings == settings_kept
+    assert (await core.sessions("alice"))[0].title == "my secret"
     assert len(ollama_server.chat_requests) == chats
-    assert (await saved.open_conversation(session, True, [], alice))[1] == session
+    assert (await saved.open_conversation(clicked(id=session), [], None, alice))[1:2] == (
+        session,
+    )
 
 
 async def test_page_load_fills_the_model_picker_and_status(
-    page: PageHandlers, ollama_server: FakeOllama
+    page: PageHandlers, ollama_server: FakeOllama, settings: Settings
 ):
     ollama_server.add_model("gemma3", capabilities=("completion",))
     ollama_server.add_model("qwen3", capabilities=("completion", "tools", "thinking"))
-    picker, status, known, listing = await page.load_page([], None)
-    assert picker == gr.update(
-        choices=[("qwen3:latest (thinking)", "qwen3:latest"),
-                 ("gemma3:latest (prompted tools)", "gemma3:latest"),
-                 ("llama3.2:latest", "llama3.2:latest")],
+    with no_toasts():
+        loaded = await page.load_page([], None)
+    picker = gr.update(
+        choices=[("qwen3:latest · 2.0 GB · tools · thinking", "qwen3:latest"),
+                 ("gemma3:latest · 2.0 GB · prompted tools", "gemma3:latest"),
+                 ("llama3.2:latest · 2.0 GB · tools", "llama3.2:latest")],
         value="llama3.2:latest",  # the configured default
     )
-    assert status == up(ollama_server, loaded=False)
-    assert (known, listing) == ([], gr.update(choices=[], value=None))
+    assert loaded == (
+        picker, up(ollama_server, loaded=False), NO_OFFER, [], shown(), [], "",
+        settings.temperature, settings.system_prompt, True, "",
+    )
 
     ollama_server.stop()
-    with pytest.warns(UserWarning, match="not reachable"):
-        picker, status = await page.refresh_models("qwen3:latest")
-    assert picker == gr.update(choices=[("qwen3:latest", "qwen3:latest")], value="qwen3:latest")
-    assert status.startswith(f"{RED_DOT} Ollama is not reachable at {ollama_server.url}.")
+    with no_toasts():  # the status line says it, once
+        refreshed = await page.refresh_models("qwen3:latest")
+    assert refreshed == (
+        gr.update(choices=[("llama3.2 · Ollama not reachable", "llama3.2"),
+                           ("qwen3:latest · Ollama not reachable", "qwen3:latest")],
+                  value="qwen3:latest"),  # the choice stays, marked
+        f"{RED_DOT} Ollama at `{ollama_server.url}` is not answering", NO_OFFER,
+    )
 
 
-async def test_export_as_markdown_and_json(
+async def test_export_is_a_direct_download_as_markdown_or_json(
     chat: ChatHandlers, saved: ConversationHandlers, ollama_server: FakeOllama
 ):
     ollama_server.enqueue_tool_call("calculator", {"expression": "2+3"})
     ollama_server.enqueue_text("It is 5.")
     session = session_of(await collect(send(chat, "What is 2+3?")))
+    listed = [{"id": session, "title": "What is 2+3?"}]
 
-    markdown = await saved.export_markdown(session)
-    path = Path(markdown["value"])
-    assert (path.name, markdown["visible"]) == ("what-is-2-3.md", True)
-    text = await asyncio.to_thread(path.read_text)
+    # from the item's menu: the file arrives in the list's `download` prop, nothing else moves
+    download, *rest = await saved.act(clicked(action="export-md", id=session), "", listed)
+    assert rest == [SKIP] * 4
+    file = download.pop("saving")
+    assert download == gr.update()  # the list itself is left as it is
+    assert isinstance(file.pop("nonce"), float)  # each export a new value, saved again
+    text = file.pop("text")
+    assert file == {"name": "what-is-2-3.md", "type": "text/markdown"}
     assert text.startswith("# What is 2+3?\n\n*Exported from OllamaStack, ")
     assert text.split("*\n", 1)[1] == (
         "\n## You\n\nWhat is 2+3?\n\n## Assistant\n\n"
         '> Used tool `calculator` with `{"expression": "2+3"}`\n>\n> ```\n> 5\n> ```\n\n'
         "It is 5.\n"
     )
-    exported_file = Path((await saved.export_json(session))["value"])
-    exported = json.loads(await asyncio.to_thread(exported_file.read_text))
+    # the chat's own buttons export the open conversation
+    file = (await saved.export_json(session))["saving"]
+    assert (file["name"], file["type"]) == ("what-is-2-3.json", "application/json")
+    exported = json.loads(file["text"])
     assert exported["session_id"] == session and exported["title"] == "What is 2+3?"
     assert [(m["role"], m["content"]) for m in exported["messages"]] == [
         ("user", "What is 2+3?"), ("assistant", ""), ("tool", "5"), ("assistant", "It is 5.")
     ]
     assert exported["messages"][1]["tool_calls"][0]["args"] == {"expression": "2+3"}
-    with pytest.warns(UserWarning, match="no conversation to export"):
-        assert await saved.export_json("") == gr.update(value=None, visible=False)
-
-
-async def test_models_tab_lists_pulls_with_progress_and_deletes_after_confirming(
-    handle: ServiceHandle, ollama_server: FakeOllama
-):
-    models = ModelsHandlers(handle, update_interval=1.0, clock=lambda: 0.0)
-    rows, picker = await models.table()
-    assert rows == [["llama3.2:latest", "2.0 GB", "3.2B", "Q4_K_M", "completion, tools", ""]]
-    assert picker == gr.update(choices=["llama3.2:latest"], value=None)
-
-    ollama_server.add_pullable("gemma3", capabilities=("completion", "vision"), size=3_300_000_000)
-    updates = [u async for u in models.pull("gemma3")]
-    progress = [u[0] for u in updates]
-    # the clock stands still: only changes of step are drawn, not each layer's bytes
-    assert [re.sub(r"<[^>]+>", "", p).strip() for p in progress] == [
-        "gemma3: starting",
-        "gemma3: pulling manifest",
-        "gemma3: verifying sha256 digest · 100% of 3.3 GB",
-        "gemma3: writing manifest · 100% of 3.3 GB",
-        "gemma3: success · 100% of 3.3 GB",
-        "gemma3 is installed.",
-    ]
-    assert '<progress value="1.000" max="1">' in progress[-2]
-    installed = ["gemma3:latest", "3.3 GB", "3.2B", "Q4_K_M", "completion, vision", ""]
-    assert updates[-1][1][0] == installed
-
-    with pytest.warns(UserWarning, match="Could not pull missing-model"):
-        updates = [u async for u in models.pull("missing-model")]
-    assert "Could not pull missing-model" in updates[-1][0]
-
-    box, question = models.ask_delete("gemma3:latest")
-    assert (box, question) == (
-        gr.update(visible=True),
-        "Delete **gemma3:latest** from Ollama? Its files are removed; pull it to get it back.",
-    )
-    box, rows, picker, note = await models.delete("gemma3:latest")
-    assert (box, [r[0] for r in rows], picker["choices"]) == (
-        gr.update(visible=False), ["llama3.2:latest"], ["llama3.2:latest"]
-    )
-    assert "gemma3:latest was deleted." in note
-    assert [m.name for m in ollama_server.models] == ["llama3.2:latest"]
+    with no_toasts():  # a new chat: nothing to export, nothing happens
+        assert await saved.export_json("") == SKIP

@@ -14,6 +14,7 @@ from langchain.agents.middleware import (
     ToolCallRequest,
     ToolErrorMiddleware,
 )
+from langchain_core.caches import BaseCache
 from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
@@ -24,8 +25,11 @@ from langgraph.config import get_stream_writer
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
+from ollamastack.agent.answer_cache import CachedAnswers
+from ollamastack.agent.approval import approval_middleware
 from ollamastack.agent.history import history_window, tool_rounds
 from ollamastack.agent.prompted_tools import ToolChoiceMiddleware
+from ollamastack.agent.relevance import RelevantTools
 from ollamastack.agent.repair import RepairTextToolCalls
 from ollamastack.engines.factory import Engines
 from ollamastack.settings import Settings
@@ -48,6 +52,7 @@ class TurnContext:
     ollama_url: str = ""  # the instance that answers, with several; empty: the only one
     num_ctx: int = 0  # the context this model gets (0: OLLAMASTACK_NUM_CTX)
     max_tokens: int | None = None  # the answer's longest length (Ollama's num_predict)
+    user: str = ""  # who asked ("" without login): the answer cache is per user
 
 
 class TurnMiddleware(AgentMiddleware):
@@ -153,19 +158,27 @@ def build_agent(
     checkpointer: BaseCheckpointSaver | None,
     tools: Sequence[BaseTool],
     engines: Engines,
+    cache: BaseCache | None = None,
 ) -> CompiledStateGraph:
-    """Compile the agent graph once; per-turn choices come in through `TurnContext`, and
-    `engines` gives the chat model for the turn's model (and Ollama instance)."""
+    """Compile the agent graph once (again when the MCP tools change); per-turn choices come
+    in through `TurnContext`, and `engines` gives the chat model for the turn's model (and
+    Ollama instance). The tools of `confirm_tools` wait for the user's approval."""
+    middleware: list[AgentMiddleware] = [
+        TurnMiddleware(settings, engines),
+        RelevantTools(settings.max_offered_tools),  # many tools: the message's relevant ones
+        ToolChoiceMiddleware(),  # inside TurnMiddleware: sees the tools offered to this call
+        RepairTextToolCalls(),
+    ]
+    if cache is not None:  # inside TurnMiddleware: sees the chat model and options it chose
+        middleware.insert(1, CachedAnswers(cache))
+    if settings.confirmed_tools:  # around the tool-call middleware below: asks before it runs
+        middleware.append(approval_middleware(settings.confirmed_tools))
+    middleware += [ToolErrorMiddleware(on_error=tool_error_text),
+                   ToolTimeLimit(settings.tool_timeout)]
     return create_agent(
         engines.chat_model(settings.model),
         list(tools),
-        middleware=[
-            TurnMiddleware(settings, engines),
-            ToolChoiceMiddleware(),  # inside TurnMiddleware: sees the tools offered to this call
-            RepairTextToolCalls(),
-            ToolErrorMiddleware(on_error=tool_error_text),
-            ToolTimeLimit(settings.tool_timeout),
-        ],
+        middleware=middleware,
         context_schema=TurnContext,
         checkpointer=checkpointer,
         name="ollamastack",

@@ -31,8 +31,12 @@ def answered_in_full(turn: list[AnyMessage]) -> bool:
 
 async def seal_cut_off_turn(graph: CompiledStateGraph, session_id: str) -> None:
     """Seal a last turn left unanswered by an app process that died mid-turn (SIGKILL, power
-    loss): no seal ran then, and an open tool call would break the next turn."""
-    messages = (await graph.aget_state(thread(session_id))).values.get("messages", [])
+    loss): no seal ran then, and an open tool call would break the next turn. A turn paused
+    for the user's approval (`approval.py`) is not cut off: it waits, and is left as it is."""
+    state = await graph.aget_state(thread(session_id))
+    if state.interrupts:
+        return
+    messages = state.values.get("messages", [])
     turn = list(messages[current_turn_start(messages):])
     if turn and isinstance(turn[0], HumanMessage) and not answered_in_full(turn):
         await seal_turn(graph, session_id, "", CUT_OFF)

@@ -1,4 +1,4 @@
-"""One chat turn as a stream of typed events, and the sessions it is stored in."""
+"""The chat service: sessions, history and tools here; its turns in `turn_streaming.py`."""
 
 from __future__ import annotations
 
@@ -7,47 +7,34 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any
 
-from langchain_core.messages import (
-    AnyMessage,
-    HumanMessage,
-    RemoveMessage,
-)
+from langchain_core.caches import BaseCache
+from langchain_core.messages import AnyMessage, HumanMessage, RemoveMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph.state import CompiledStateGraph
 
 from ollamastack import validation
-from ollamastack.agent.graph import TurnContext
+from ollamastack.agent.approval import Pending, pending_approvals
+from ollamastack.agent.graph import build_agent
 from ollamastack.agent.prompted_tools import choice_prompt
 from ollamastack.agent.sealing import seal_cut_off_turn, thread
-from ollamastack.agent.turn import Turn
+from ollamastack.agent.toolbox import Toolbox, ToolInfo, summary
+from ollamastack.agent.turn_streaming import TurnStreaming, tool_mode
+from ollamastack.bus import EventBus
 from ollamastack.engines.factory import Engines
 from ollamastack.engines.ollama.client import OllamaClient
 from ollamastack.engines.ollama.pool import OllamaPool
-from ollamastack.engines.types import EMBEDDED, OLLAMA
-from ollamastack.errors import OllamaStackError, SessionBusy
-from ollamastack.events import (
-    Event,
-    Started,
-    TurnError,
-)
+from ollamastack.engines.types import EMBEDDED
+from ollamastack.errors import SessionBusy
+from ollamastack.lifecycle import ConversationDeleted, ModelDeleted, ModelPulled
 from ollamastack.settings import Settings
 from ollamastack.storage.memory import Memory, SessionInfo
+from ollamastack.storage.search import Found
 
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 10.0  # how long deleting a conversation waits for its running turn to stop
-
-
-def tool_mode(setting: str, capabilities: tuple[str, ...]) -> str:
-    """The turn's tool mode: "auto" is native where the model calls tools itself.
-
-    >>> tool_mode("auto", ("completion", "tools")), tool_mode("auto", ("completion",))
-    ('native', 'prompted')
-    """
-    if setting == "auto":
-        return "native" if "tools" in capabilities else "prompted"
-    return setting
 
 
 @dataclass
@@ -59,7 +46,7 @@ class _Running:
 
 
 @dataclass
-class ChatService:
+class ChatService(TurnStreaming):
     """The core's whole surface for the UI and API: turns, history, sessions.
 
     Every call takes the `user` (empty without login); sessions of other users do not exist
@@ -72,6 +59,9 @@ class ChatService:
     memory: Memory
     engines: Engines
     tools: Sequence[BaseTool] = ()  # the tools the graph offers (for warming prompts)
+    toolbox: Toolbox | None = None  # where they come from; refreshed by `refresh_tools`
+    bus: EventBus | None = None  # the app's observers hear what happens here (`lifecycle.py`)
+    answer_cache: BaseCache | None = None  # OLLAMASTACK_CACHE: kept when the graph is rebuilt
     # sessions looked at since this process started: a turn cut off by a crash is sealed
     # the first time its session is loaded again (turns of this process seal themselves)
     _loaded: set[str] = field(default_factory=set, repr=False)
@@ -98,6 +88,23 @@ class ChatService:
     async def sessions(self, user: str = "") -> list[SessionInfo]:
         return await self.memory.sessions.list(user)
 
+    async def search_conversations(self, query: str, user: str = "") -> list[Found]:
+        """`user`'s conversations holding every word of `query`, newest match first: where
+        (the message's index in `history`), a plain-text snippet and the title. Conversations
+        deleted and waiting for their undo are left out. A bad query: `InvalidInput`."""
+        hits = await self.memory.search.search(user, query)
+        infos = await self.memory.sessions.found(user, [hit.session_id for hit in hits])
+        return [
+            Found(hit.session_id, infos[hit.session_id].title, hit.snippet, hit.message_index)
+            for hit in hits if hit.session_id in infos
+        ]
+
+    async def rename_session(self, session_id: str, title: str, user: str = "") -> str:
+        """Give `user`'s conversation a title (`validation.title`); returns it as stored."""
+        title = validation.title(title)
+        await self.memory.sessions.rename(session_id, user, title)
+        return title
+
     async def history(self, session_id: str, user: str = "") -> list[AnyMessage]:
         session_id = await self._load(session_id, user)
         state = await self.graph.aget_state(thread(session_id))
@@ -116,6 +123,26 @@ class ChatService:
         ) and self.tools:
             prompts.append(choice_prompt(list(self.tools)))
         await self.engines.warm(model, prompts)
+
+    @property
+    def in_flight(self) -> int:
+        """How many sessions are answering now (metrics)."""
+        return len(self._running)
+
+    def _emit(self, event: Any) -> None:
+        if self.bus is not None:
+            self.bus.emit(event)
+
+    async def pull_model(self, name: str, user: str = "") -> AsyncIterator[Any]:
+        """Ollama's progress pulling `name` (validated by the caller); `ModelPulled` once done."""
+        async with aclosing(self.engines.pull(name)) as progress:
+            async for step in progress:
+                yield step
+        self._emit(ModelPulled(name, user))
+
+    async def delete_model(self, name: str, user: str = "") -> None:
+        await self.engines.delete(name)
+        self._emit(ModelDeleted(name, user))
 
     def answering(self, session_id: str) -> asyncio.Event | None:
         """While `session_id` answers, an event set once its turn is over and stored."""
@@ -147,8 +174,10 @@ class ChatService:
             except TimeoutError:
                 log.warning("turn of session %s did not stop in time; deleting", session_id)
         await self.memory.checkpointer.adelete_thread(session_id)
+        await self.memory.search.remove(session_id)
         await self.memory.sessions.delete(session_id, user)
         self._loaded.discard(session_id)
+        self._emit(ConversationDeleted(session_id, user))
 
     async def undo_last_turn(self, session_id: str, user: str = "") -> str:
         """Forget the last turn: the last user message and all that followed it.
@@ -167,83 +196,33 @@ class ChatService:
         await self.graph.aupdate_state(
             config, {"messages": [RemoveMessage(id=m.id) for m in removed]}, as_node="model"
         )
+        await self.memory.search.remove(session_id, asked[-1])
         return removed[0].text
 
-    async def stream_turn(
-        self,
-        message: str,
-        *,
-        session_id: str = "",
-        user: str = "",
-        model: str = "",
-        temperature: float | None = None,
-        system_prompt: str = "",
-        max_tokens: int | None = None,
-    ) -> AsyncIterator[Event]:
-        """Answer `message` in `session_id` (a new session when empty), streaming events.
+    async def refresh_tools(self) -> list[ToolInfo]:
+        """List the MCP servers again; when their tools changed, the graph is compiled anew
+        (turns already answering finish on the old one; stored turns carry on in the new)."""
+        if self.toolbox is None:
+            return self.tool_entries()
+        before = [tool.name for tool in self.tools]
+        tools = await self.toolbox.refresh()
+        if [tool.name for tool in tools] != before:
+            self.graph = build_agent(self.settings, self.memory.checkpointer, tools, self.engines,
+                                     self.answer_cache)
+            self.tools = list(tools)
+        return self.toolbox.entries()
 
-        The first event is `Started` with the session id and the answering model, once the
-        turn is accepted. Bad input raises `InvalidInput`, and a session still answering an
-        earlier message raises `SessionBusy`, before anything is stored. Ollama's failures end
-        the stream with a `TurnError`; what was streamed so far is stored, marked as
-        interrupted, so the conversation stays valid for the next turn.
-        """
-        settings = self.settings
-        text = validation.clean_text(message, what="message", limit=settings.max_message_chars)
-        model = (
-            validation.model_name(model, registries=settings.registries) if model
-            else await self.engines.default_model()
-        )
-        temperature = (
-            settings.temperature if temperature is None else validation.temperature(temperature)
-        )
-        prompt = validation.clean_text(
-            system_prompt, what="system prompt", limit=8000, allow_empty=True
-        ) or settings.system_prompt
-        claimed: list[tuple[str, _Running]] = []  # released however the turn ends
-        if session_id:
-            session_id = await self._load(session_id, user)
-            claimed.append((session_id, self._claim(session_id)))
-        try:
-            try:
-                capabilities = await self.engines.capabilities(model)
-            except OllamaStackError as error:
-                yield TurnError(session_id, error)
-                return
-            if not session_id:
-                session_id = await self.new_session(user)
-                claimed.append((session_id, self._claim(session_id)))
-            await self.memory.sessions.touch(session_id, user, text)
-            yield Started(session_id, model)
-            async with aclosing(self._run(text, session_id, model, temperature, prompt,
-                                          capabilities, max_tokens)) as events:
-                async for event in events:
-                    yield event
-        finally:
-            for claimed_id, running in claimed:
-                self._release(claimed_id, running)
+    def tool_entries(self) -> list[ToolInfo]:
+        """Every tool as last listed, MCP servers that did not answer included."""
+        if self.toolbox is None:
+            return [ToolInfo(tool.name, "", summary(tool), True) for tool in self.tools]
+        return self.toolbox.entries()
 
-    async def _run(
-        self, text: str, session_id: str, model: str, temperature: float, prompt: str,
-        capabilities: tuple[str, ...], max_tokens: int | None = None,
-    ) -> AsyncIterator[Event]:
-        context = TurnContext(
-            model=model,
-            temperature=temperature,
-            system_prompt=prompt,
-            tool_mode=tool_mode(self.settings.tool_mode, capabilities),
-            num_ctx=await self.engines.context_length(model),
-            max_tokens=max_tokens,
-            think=True if "thinking" in capabilities else None,
-            ollama_url=(
-                self.ollama.instance_for(session_id)
-                if isinstance(self.ollama, OllamaPool) and self.engines.engine_of(model) == OLLAMA
-                else ""
-            ),
-        )
-        turn = Turn(self.graph, session_id, context, self.ollama)
-        # aclosing: when our consumer stops (aclose), the turn seals its partial answer now,
-        # not whenever the garbage collector finalizes the inner generator.
-        async with aclosing(turn.run(text)) as events:
-            async for event in events:
-                yield event
+    async def waiting_call(self, session_id: str, user: str = "") -> Pending | None:
+        """The tool call of `session_id` waiting for the user's approval, or None."""
+        session_id = await self._load(session_id, user)
+        waiting = await pending_approvals(self.graph, thread(session_id))
+        return waiting[0] if waiting else None
+
+
+__all__ = ["ChatService", "tool_mode"]

@@ -12,14 +12,20 @@ from ollamastack.settings import Settings
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
+    from ollamastack.bus import EventBus
 
 
 @asynccontextmanager
-async def open_chat_service(settings: Settings) -> AsyncIterator[ChatService]:
-    """Everything a UI or API needs, opened once and closed on exit."""
+async def open_chat_service(
+    settings: Settings, bus: EventBus | None = None
+) -> AsyncIterator[ChatService]:
+    """Everything a UI or API needs, opened once and closed on exit; its lifecycle events
+    go to `bus` (the app's; None: nowhere)."""
     # LangChain, LangGraph and the database drivers load here, on first use: not at start-up.
+    from ollamastack.agent.answer_cache import ExpiringCache
     from ollamastack.agent.graph import build_agent
     from ollamastack.agent.service import ChatService
+    from ollamastack.agent.toolbox import Toolbox
     from ollamastack.agent.tools import build_tools
     from ollamastack.engines.factory import open_engines
     from ollamastack.storage.memory import open_memory
@@ -27,9 +33,12 @@ async def open_chat_service(settings: Settings) -> AsyncIterator[ChatService]:
     engines = open_engines(settings)  # Ollama (one or several) and the embedded model
     try:
         async with open_memory(settings) as memory:
-            tools = build_tools(settings)
-            graph = build_agent(settings, memory.checkpointer, tools, engines)
-            yield ChatService(settings, graph, memory, engines, tools)
+            toolbox = Toolbox(settings, build_tools(settings))
+            tools = await toolbox.refresh()  # the MCP servers' tools; one that is down: none
+            cache = ExpiringCache(settings.cache_ttl) if settings.cache else None
+            graph = build_agent(settings, memory.checkpointer, tools, engines, cache)
+            yield ChatService(settings, graph, memory, engines, tools, toolbox, answer_cache=cache,
+                              bus=bus)
     finally:
         await engines.close()
 
@@ -41,8 +50,9 @@ class ServiceHandle:
     serves from its own loop in its own thread, so the service cannot be opened earlier.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bus: EventBus | None = None) -> None:
         self.settings = settings
+        self.bus = bus
         self._opening: asyncio.Task[ChatService] | None = None
         self._stack = AsyncExitStack()
 
@@ -64,7 +74,8 @@ class ServiceHandle:
             raise
 
     async def _open(self) -> ChatService:
-        service = await self._stack.enter_async_context(open_chat_service(self.settings))
+        service = await self._stack.enter_async_context(
+            open_chat_service(self.settings, self.bus))
         # The agent's graph, tools and clients live as long as the process: frozen with the
         # rest of start-up (see `web.preload_core`), full collections stay short (~12 ms).
         gc.freeze()

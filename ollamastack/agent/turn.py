@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import replace
 
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 
+from ollamastack.agent.approval import pending_approvals, turn_metadata
 from ollamastack.agent.graph import TurnContext
 from ollamastack.agent.sealing import seal_turn, thread
 from ollamastack.agent.text_tool_calls import may_become_call
@@ -20,6 +22,7 @@ from ollamastack.engines.ollama.pool import OllamaPool
 from ollamastack.errors import OllamaError, OllamaUnavailable
 from ollamastack.events import (
     STOPPED_BY_USER,
+    ApprovalPending,
     Done,
     Event,
     TextDelta,
@@ -50,17 +53,22 @@ class Turn:
         # once it cannot be one, or dropped when the model call ends as a call (repair.py).
         self.holding = context.tool_mode == "native"
         self.refused: list[str] = []  # instances of the pool that refused this turn
+        self.paused = False  # the graph stopped at an interrupt: a tool waits for approval
 
-    async def run(self, text: str) -> AsyncIterator[Event]:
+    async def run(self, turn_input: dict | Command) -> AsyncIterator[Event]:
+        """Run the graph from `turn_input`: the new user message, or the user's answer to a
+        tool call waiting for approval (`Command(resume=...)`)."""
         started = time.perf_counter()
         finished = False
-        turn_input: dict | None = {"messages": [HumanMessage(text)]}
+        context = self.context
+        config = thread(self.session_id) | {"metadata": turn_metadata(
+            context.model, context.temperature, context.system_prompt, context.max_tokens)}
         try:
             while True:
                 try:
                     stream = self.graph.astream(
                         turn_input,
-                        thread(self.session_id),
+                        config,
                         context=self.context,
                         stream_mode=["messages", "updates", "custom"],
                     )
@@ -73,6 +81,11 @@ class Turn:
                     if not self._move_on(error):
                         raise
                     turn_input = None  # resume from the last checkpoint: redo the failed call
+            if self.paused:
+                pending = await pending_approvals(self.graph, thread(self.session_id))
+                if pending:
+                    call = pending[0]
+                    yield ApprovalPending(self.session_id, call.call_id, call.name, call.args)
             self.stats.total_seconds = time.perf_counter() - started
             finished = True
             yield Done(self.session_id, self.stats)
@@ -115,8 +128,11 @@ class Turn:
             return []
         if mode == "messages":
             chunk, _ = data  # type: ignore[misc]
-            if not isinstance(chunk, AIMessageChunk):
+            cached = isinstance(chunk, AIMessage) and chunk.response_metadata.get("cached")
+            if not isinstance(chunk, AIMessageChunk) and not cached:
                 return []
+            if cached:  # a whole answer from the answer cache: Ollama did no work
+                self.stats.cached = True
             events: list[Event] = []
             if thinking := chunk.additional_kwargs.get("reasoning_content"):
                 events.append(ThinkingDelta(thinking))
@@ -127,11 +143,14 @@ class Turn:
                     events.append(self._text(self.partial, started))
                 elif not self.holding:
                     events.append(self._text(chunk.content, started))
-            if chunk.response_metadata.get("done"):
+            if chunk.response_metadata.get("done") and not cached:
                 self.stats.add(chunk.response_metadata)
             return events
         events = []
         for node, update in (data or {}).items():  # type: ignore[union-attr]
+            if node == "__interrupt__":
+                self.paused = True
+                continue
             for message in (update or {}).get("messages", []):
                 if isinstance(message, AIMessage):
                     if self.holding and self.partial and not message.tool_calls:

@@ -1,10 +1,11 @@
-"""Where conversations live: the LangGraph checkpointer and the index of sessions.
+"""Where conversations live: the LangGraph checkpointer, the index of sessions, and search.
 
 The checkpointer holds each session's messages (keyed by `thread_id` = session id); a
 LangGraph store beside it holds who owns each session, its title and times, so listing a
 user's sessions never scans checkpoints. Both come from LangGraph's own SQLite or PostgreSQL
-packages. Every read and write passes the user: another user's session is reported as not
-found, so no caller can forget the owner check.
+packages; the full-text search index (`search.py`) lives in the same database. Every read
+and write passes the user: another user's session is reported as not found, so no caller
+can forget the owner check.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, GetOp
 
 from ollamastack.errors import DatabaseUnavailable, SessionNotFound
 from ollamastack.settings import Settings
+from ollamastack.storage.search import PostgresSearchIndex, SearchIndex, SqliteSearchIndex
 from ollamastack.validation import session_id as valid_session_id
 
 TITLE_CHARS = 60
@@ -49,6 +51,13 @@ class SessionInfo:
     title: str
     created_at: float
     updated_at: float
+    settings: dict = field(default_factory=dict)  # the page's per-chat settings, as saved
+    deleted_at: float | None = None  # deleted, but can still be brought back (undo)
+
+    @classmethod
+    def of(cls, key: str, value: dict) -> SessionInfo:
+        return cls(key, value["title"], value["created_at"], value["updated_at"],
+                   dict(value.get("settings") or {}), value.get("deleted_at"))
 
 
 def owner_namespace(owner: str) -> tuple[str, str]:
@@ -75,28 +84,60 @@ class SessionIndex:
         return new_id
 
     async def check(self, session_id: str, owner: str) -> str:
-        """The valid id of a session `owner` may use, or `SessionNotFound`."""
+        """The valid id of a session `owner` may use, or `SessionNotFound` (also for one
+        deleted and waiting for its undo to expire)."""
+        await self._item(session_id, owner)
+        return valid_session_id(session_id)
+
+    async def _item(self, session_id: str, owner: str, *, deleted: bool = False) -> dict:
+        """The index entry of `owner`'s session; `deleted`: one waiting for its undo too."""
         session_id = valid_session_id(session_id)
-        if await self._store.aget(owner_namespace(owner), session_id) is None:
+        item = await self._store.aget(owner_namespace(owner), session_id)
+        if item is None or (item.value.get("deleted_at") and not deleted):
             raise SessionNotFound(session_id)
-        return session_id
+        return dict(item.value)
+
+    async def _update(
+        self, session_id: str, owner: str, *, deleted: bool = False, **changes: object
+    ) -> None:
+        value = await self._item(session_id, owner, deleted=deleted)
+        await self._store.aput(
+            owner_namespace(owner), valid_session_id(session_id), value | changes, index=False
+        )
+
+    async def rename(self, session_id: str, owner: str, title: str) -> None:
+        await self._update(session_id, owner, title=title)
+
+    async def save_settings(self, session_id: str, owner: str, settings: dict) -> None:
+        """Keep the page's settings for this chat (model, temperature, prompt...)."""
+        await self._update(session_id, owner, settings=dict(settings))
+
+    async def hide(self, session_id: str, owner: str) -> None:
+        """Deleted for every reader, until `restore` or the real delete."""
+        await self._update(session_id, owner, deleted_at=time.time())
+
+    async def restore(self, session_id: str, owner: str) -> None:
+        await self._update(session_id, owner, deleted=True, deleted_at=None)
 
     async def touch(self, session_id: str, owner: str, message: str) -> None:
         """Record activity; the first message becomes the title."""
-        item = await self._store.aget(owner_namespace(owner), session_id)
-        if item is None:
-            raise SessionNotFound(session_id)
-        title = item.value["title"] or session_title(message)
-        value = {**item.value, "title": title, "updated_at": time.time()}
+        value = await self._item(session_id, owner)
+        value |= {"title": value["title"] or session_title(message), "updated_at": time.time()}
         await self._store.aput(owner_namespace(owner), session_id, value, index=False)
 
-    async def list(self, owner: str) -> list[SessionInfo]:
+    async def list(self, owner: str, *, deleted: bool = False) -> list[SessionInfo]:
+        """`owner`'s sessions, newest first; `deleted`: only those waiting for their undo."""
         items = await self._store.asearch(owner_namespace(owner), limit=MAX_LISTED)
-        sessions = [
-            SessionInfo(i.key, i.value["title"], i.value["created_at"], i.value["updated_at"])
-            for i in items
-        ]
+        sessions = [SessionInfo.of(i.key, i.value) for i in items]
+        sessions = [s for s in sessions if bool(s.deleted_at) == deleted]
         return sorted(sessions, key=lambda s: s.updated_at, reverse=True)
+
+    async def found(self, owner: str, session_ids: list[str]) -> dict[str, SessionInfo]:
+        """Those of `session_ids` that are `owner`'s and not deleted, read in one batch."""
+        namespace = owner_namespace(owner)
+        items = await self._store.abatch([GetOp(namespace, key) for key in session_ids])
+        infos = [SessionInfo.of(item.key, item.value) for item in items if item is not None]
+        return {info.id: info for info in infos if not info.deleted_at}
 
     async def delete(self, session_id: str, owner: str) -> None:
         await self._store.adelete(owner_namespace(owner), session_id)
@@ -104,11 +145,13 @@ class SessionIndex:
 
 @dataclass(frozen=True)
 class Memory:
-    """The checkpointer and the session index, opened together on one database."""
+    """The checkpointer, the session index and the search index, opened together on one
+    database."""
 
     checkpointer: BaseCheckpointSaver
     sessions: SessionIndex
     store: BaseStore  # the key-value store under the session index (API tokens share it)
+    search: SearchIndex
 
 
 def private_directory(path: Path) -> None:
@@ -129,14 +172,17 @@ async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
     if str(settings.sqlite_path) != ":memory:":
         private_directory(settings.data_dir)
     if settings.on_postgres:
-        opened = _open_postgres(settings.database_url)
-    else:
-        from ollamastack.storage.sqlite import open_sqlite
+        async with _open_postgres(settings.database_url) as (checkpointer, store, search):
+            yield Memory(checkpointer, SessionIndex(store), store, search)
+        return
+    from ollamastack.storage.sqlite import open_sqlite
 
-        assert settings.sqlite_path is not None
-        opened = open_sqlite(settings.sqlite_path)
-    async with opened as (checkpointer, store):
-        yield Memory(checkpointer, SessionIndex(store), store)
+    assert settings.sqlite_path is not None
+    async with (
+        open_sqlite(settings.sqlite_path) as (checkpointer, store),
+        SqliteSearchIndex.open(settings.sqlite_path) as search,
+    ):
+        yield Memory(checkpointer, SessionIndex(store), store, search)
 
 
 async def check_postgres(url: str) -> None:
@@ -157,7 +203,9 @@ async def check_postgres(url: str) -> None:
 
 
 @asynccontextmanager
-async def _open_postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+async def _open_postgres(
+    url: str,
+) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore, SearchIndex]]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
     from psycopg.rows import dict_row
@@ -166,7 +214,7 @@ async def _open_postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, B
     await check_postgres(url)
     options = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
     async with AsyncConnectionPool(url, kwargs=options, open=False, max_size=20) as pool:
-        opened = AsyncPostgresSaver(pool), AsyncPostgresStore(pool)
+        opened = AsyncPostgresSaver(pool), AsyncPostgresStore(pool), PostgresSearchIndex(pool)
         # App replicas started together on a new database would race to create the same
         # tables (duplicate key errors): one process at a time, under a session lock. Polled,
         # not waited for: a waiting statement would hold back the holder's CREATE INDEX

@@ -18,25 +18,33 @@ import gradio as gr
 
 from ollamastack import validation
 from ollamastack.agent.service_handle import ServiceHandle
+from ollamastack.errors import NotAllowed
 from ollamastack.events import Done, Started, TurnError
 from ollamastack.settings import Settings
+from ollamastack.storage.usage import UsageLog
 from ollamastack.web.api_schema import (
     ChatChunk,
     ChatProgress,
     HealthInfo,
     ModelEntry,
     PullStatus,
+    RenamedSession,
+    SearchEntry,
     SessionEntry,
+    ToolEntry,
     message_entry,
     model_entry,
     pull_status,
+    search_entry,
     session_entry,
+    tool_entry,
 )
 from ollamastack.web.coalesce import FRAME_SECONDS, same_run
 from ollamastack.web.edge import Edge, caller_of, user_errors
 from ollamastack.web.http import reported_health
+from ollamastack.web.metrics import USAGE_REFUSAL, is_admin
 from ollamastack.web.rest.token_endpoints import token_endpoints
-from ollamastack.web.turns import TurnPipeline, TurnRequest
+from ollamastack.web.turns import Frame, TurnPipeline, TurnRequest
 
 
 class NamedApi:
@@ -49,12 +57,14 @@ class NamedApi:
         edge: Edge,
         *,
         update_interval: float = FRAME_SECONDS,
+        usage: UsageLog | None = None,
     ) -> None:
         self.settings = settings
         self.handle = handle
         self.edge = edge
         self.update_interval = update_interval  # /chat: one dict per frame; 0 sends each event
         self.turns = TurnPipeline(handle, edge)
+        self.usage_log = usage or UsageLog(settings)
 
     async def chat(
         self,
@@ -70,7 +80,10 @@ class NamedApi:
         Each streamed dict has the answer so far (content), a thinking model's reasoning so
         far (thinking) and the tools it used (tool_calls: name, args, result); the last one
         has done: true and stats (tokens, tokens/s, time to first token). While text streams,
-        a dict comes at most every 50 ms, with all the text that came meanwhile.
+        a dict comes at most every 50 ms, with all the text that came meanwhile. When the
+        model called a tool that needs the user's approval, the last dict also has
+        pending_approval (name, args): answer it with /approve_tool; until then a new message
+        to this conversation is refused.
 
         Args:
             message: What to ask.
@@ -82,27 +95,76 @@ class NamedApi:
         caller = caller_of(request)
         turn = TurnRequest(message, session_id, model, temperature, system_prompt)
         with user_errors(), self.turns.admitted("/chat", caller, turn) as entry:
-            progress = ChatProgress(session_id)  # a new session's id comes with Started
             batches = self.turns.frames(
                 entry, caller.user, turn, interval=self.update_interval, may_wait=same_run
             )
-            async with aclosing(batches):
-                async for batch in batches:  # one dict per frame: the answer so far
-                    changed = done = False
-                    for _, event in batch:
-                        if isinstance(event, Started):
-                            progress = ChatProgress(event.session_id)
-                        elif isinstance(event, TurnError):
-                            if changed:  # what streamed before the failure, first
-                                yield progress.chunk()
-                            raise event.error
-                        elif isinstance(event, Done):
-                            done = True
-                            yield progress.chunk(done=True, stats=event.stats.as_dict())
-                        else:
-                            changed = progress.apply(event) or changed
-                    if changed and not done:
-                        yield progress.chunk()
+            async with aclosing(self._chunks(batches, session_id)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    async def approve_tool(
+        self, session_id: str, approve: bool, request: gr.Request | None = None
+    ) -> AsyncIterator[ChatChunk]:
+        """Approve or deny the tool call a /chat turn stopped at (its last dict had
+        pending_approval), and stream the rest of that turn like /chat: the call with its
+        result first, then the answer. Approved, the tool runs; denied, the model is told you
+        declined and answers without it. Waiting calls survive a restart of the server.
+
+        Args:
+            session_id: The conversation whose turn waits, as returned by /chat.
+            approve: true to run the tool, false to deny it.
+        """
+        caller = caller_of(request)
+        turn = TurnRequest("", str(session_id))
+        with user_errors(), self.turns.admitted("/approve_tool", caller, turn) as entry:
+            batches = self.turns.approval_frames(
+                entry, caller.user, session_id, approve,
+                interval=self.update_interval, may_wait=same_run,
+            )
+            async with aclosing(self._chunks(batches, session_id)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    async def _chunks(
+        self, batches: AsyncIterator[Frame], session_id: str
+    ) -> AsyncIterator[ChatChunk]:
+        """One dict per frame: the answer so far; a `TurnError` raises its error."""
+        progress = ChatProgress(session_id)  # a new session's id comes with Started
+        async with aclosing(batches):
+            async for batch in batches:
+                changed = done = False
+                for _, event in batch:
+                    if isinstance(event, Started):
+                        progress = ChatProgress(event.session_id)
+                    elif isinstance(event, TurnError):
+                        if changed:  # what streamed before the failure, first
+                            yield progress.chunk()
+                        raise event.error
+                    elif isinstance(event, Done):
+                        done = True
+                        yield progress.chunk(done=True, stats=event.stats.as_dict())
+                    else:
+                        changed = progress.apply(event) or changed
+                if changed and not done:
+                    yield progress.chunk()
+
+    async def tools(self, refresh: bool = True, request: gr.Request | None = None
+                    ) -> list[ToolEntry]:
+        """The agent's tools: built-in ones (server empty) and those of each MCP server, with
+        whether the server answered (reachable). A server never reached is one entry with an
+        empty name, its description saying why.
+
+        Args:
+            refresh: Ask the MCP servers again (counts like a message against the rate
+                limit); false returns the last listing.
+        """
+        caller = caller_of(request)
+        with user_errors(), self.edge.audit("/tools", caller):
+            service = await self.handle.get()
+            if refresh is True:
+                self.edge.count_message(caller)
+                return [tool_entry(t) for t in await service.refresh_tools()]
+            return [tool_entry(t) for t in service.tool_entries()]
 
     async def models(self) -> list[ModelEntry]:
         """The models installed in Ollama, then the embedded model that runs inside the app
@@ -160,6 +222,46 @@ class NamedApi:
             await service.delete_session(session_id, caller.user)
             return {"session_id": session_id, "deleted": True}
 
+    async def search_conversations(
+        self, query: str, request: gr.Request | None = None
+    ) -> list[SearchEntry]:
+        """Find your conversations by words in any message, yours or the model's.
+
+        Each result is the newest matching message of one conversation, newest first (at most
+        20): session_id, title, snippet (plain text around the words) and message_index (the
+        message's place in /history). Every word must appear; the last may be the start of a
+        word. Quotes and operators are not query syntax, only words count. Counts like a
+        message against the rate limit.
+
+        Args:
+            query: The words to find, at most 200 characters on one line.
+        """
+        caller = caller_of(request)
+        content = query if isinstance(query, str) else None
+        with user_errors(), self.edge.audit("/search_conversations", caller, message=content):
+            self.edge.count_message(caller)
+            service = await self.handle.get()
+            return [search_entry(f) for f in await service.search_conversations(query, caller.user)]
+
+    async def rename_session(
+        self, session_id: str, title: str, request: gr.Request | None = None
+    ) -> RenamedSession:
+        """Give a conversation a new title (one line, at most 200 characters).
+
+        Args:
+            session_id: The conversation, as returned by /chat or /sessions.
+            title: The new title.
+        """
+        caller = caller_of(request)
+        content = title if isinstance(title, str) else None
+        audited = self.edge.audit(
+            "/rename_session", caller, session_id=str(session_id), message=content
+        )
+        with user_errors(), audited:
+            service = await self.handle.get()
+            title = await service.rename_session(session_id, title, caller.user)
+            return {"session_id": session_id, "title": title}
+
     async def pull_model(
         self, name: str, request: gr.Request | None = None
     ) -> AsyncIterator[PullStatus]:
@@ -176,7 +278,7 @@ class NamedApi:
             self.edge.check_models(caller)
             name = validation.model_name(name, registries=self.settings.registries)
             service = await self.handle.get()
-            async with aclosing(service.engines.pull(name)) as progress:
+            async with aclosing(service.pull_model(name, caller.user)) as progress:
                 async for step in progress:
                     yield pull_status(step)
 
@@ -191,8 +293,24 @@ class NamedApi:
             self.edge.check_models(caller)
             name = validation.model_name(name, registries=self.settings.registries)
             service = await self.handle.get()
-            await service.engines.delete(name)
+            await service.delete_model(name, caller.user)
             return {"name": name, "deleted": True}
+
+    async def usage(self, days: int = 7, request: gr.Request | None = None) -> dict:
+        """Who used which model, how much and how fast, over the last days (UTC, today
+        included): turns, tokens, errors and cached answers per day and model (per_day),
+        first-token p50/p95 per day in seconds (first_token), the share of failed turns per
+        day (error_rate), calls per tool (tools) and figures per user (users). Administrators
+        only (OLLAMASTACK_ADMIN_USERS; everyone without login).
+
+        Args:
+            days: How many days, from 1 to 366.
+        """
+        caller = caller_of(request)
+        with user_errors(), self.edge.audit("/usage", caller):
+            if not is_admin(self.settings, caller.user):
+                raise NotAllowed(USAGE_REFUSAL)
+            return await self.usage_log.summary(days)
 
 
 def register_api(
@@ -201,18 +319,24 @@ def register_api(
     edge: Edge,
     *,
     update_interval: float = FRAME_SECONDS,
+    usage: UsageLog | None = None,
 ) -> NamedApi:
     """Register every endpoint inside the open Blocks; returns the object serving them."""
-    api = NamedApi(settings, handle, edge, update_interval=update_interval)
+    api = NamedApi(settings, handle, edge, update_interval=update_interval, usage=usage)
     endpoints: list[Any] = [
         api.chat,
+        api.approve_tool,
+        api.tools,
         api.models,
         api.health,
         api.history,
         api.sessions,
         api.delete_session,
+        api.search_conversations,
+        api.rename_session,
         api.pull_model,
         api.delete_model,
+        api.usage,
         *token_endpoints(settings, handle, edge),  # API tokens, with logins only
     ]
     for endpoint in endpoints:

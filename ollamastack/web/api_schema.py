@@ -6,9 +6,10 @@ the output types on the "Use via API" page.
 
 # No `from __future__ import annotations`: Gradio reads these classes' annotations at runtime.
 
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from ollamastack.events import (
+    ApprovalPending,
     Event,
     TextDelta,
     ThinkingDelta,
@@ -20,8 +21,10 @@ from ollamastack.events import (
 if TYPE_CHECKING:  # LangChain and LangGraph load on first use, not at start-up
     from langchain_core.messages import AnyMessage
 
+    from ollamastack.agent.toolbox import ToolInfo
     from ollamastack.engines.types import ModelInfo, PullProgress
     from ollamastack.storage.memory import SessionInfo
+    from ollamastack.storage.search import Found
 
 
 
@@ -31,6 +34,11 @@ class ToolCallInfo(TypedDict):
     result: str | None
 
 
+class PendingApproval(TypedDict):
+    name: str
+    args: dict[str, Any]
+
+
 class ChatChunk(TypedDict):
     session_id: str
     content: str
@@ -38,6 +46,15 @@ class ChatChunk(TypedDict):
     tool_calls: list[ToolCallInfo]
     done: bool
     stats: dict[str, Any] | None
+    # only in the last chunk of a turn that waits for the user's yes (/approve_tool)
+    pending_approval: NotRequired[PendingApproval]
+
+
+class ToolEntry(TypedDict):
+    name: str  # empty for an MCP server that was never reached
+    server: str  # the MCP server; empty for a built-in tool
+    description: str
+    reachable: bool
 
 
 class ModelEntry(TypedDict):
@@ -65,6 +82,18 @@ class SessionEntry(TypedDict):
     updated_at: float
 
 
+class SearchEntry(TypedDict):
+    session_id: str
+    title: str
+    snippet: str  # plain text around the matched words (not HTML)
+    message_index: int  # the matching message's index in /history
+
+
+class RenamedSession(TypedDict):
+    session_id: str
+    title: str
+
+
 class PullStatus(TypedDict):
     status: str
     completed: int
@@ -88,6 +117,10 @@ class ChatProgress:
     False
     >>> progress.apply(TextDelta("It is 4.")), progress.content  # a new model call: a new paragraph
     (True, 'Hello\\n\\nIt is 4.')
+    >>> progress.apply(ApprovalPending("s1", "c2", "weather", {"location": "Oslo"}))
+    False
+    >>> progress.chunk(done=True)["pending_approval"]
+    {'name': 'weather', 'args': {'location': 'Oslo'}}
     """
 
     def __init__(self, session_id: str) -> None:
@@ -97,9 +130,10 @@ class ChatProgress:
         self.tool_calls: list[ToolCallInfo] = []
         self._call_ids: list[str] = []
         self._after_tools = False
+        self.pending: PendingApproval | None = None
 
     def chunk(self, *, done: bool = False, stats: dict[str, Any] | None = None) -> ChatChunk:
-        return {
+        chunk: ChatChunk = {
             "session_id": self.session_id,
             "content": self.content,
             "thinking": self.thinking,
@@ -107,6 +141,9 @@ class ChatProgress:
             "done": done,
             "stats": stats,
         }
+        if done and self.pending is not None:
+            chunk["pending_approval"] = self.pending
+        return chunk
 
     def apply(self, event: Event) -> bool:
         """Take in `event`; False when it changes nothing a client sees."""
@@ -129,6 +166,9 @@ class ChatProgress:
             calls = list(self.tool_calls)
             calls[index] = {**calls[index], "result": event.content}
             self.tool_calls = calls
+        elif isinstance(event, ApprovalPending):
+            self.pending = {"name": event.name, "args": event.args}
+            return False  # shown with the turn's last chunk
         else:
             return False
         return True
@@ -163,6 +203,11 @@ def message_entry(message: "AnyMessage") -> dict[str, Any]:
     return entry | {key: full[key] for key in ("name", "interrupted") if key in full}
 
 
+def tool_entry(info: "ToolInfo") -> ToolEntry:
+    return {"name": info.name, "server": info.server, "description": info.description,
+            "reachable": info.reachable}
+
+
 def session_entry(info: "SessionInfo") -> SessionEntry:
     return {
         "session_id": info.id,
@@ -170,6 +215,11 @@ def session_entry(info: "SessionInfo") -> SessionEntry:
         "created_at": info.created_at,
         "updated_at": info.updated_at,
     }
+
+
+def search_entry(found: "Found") -> SearchEntry:
+    return {"session_id": found.session_id, "title": found.title, "snippet": found.snippet,
+            "message_index": found.message_index}
 
 
 def model_entry(model: "ModelInfo") -> ModelEntry:

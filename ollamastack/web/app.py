@@ -16,6 +16,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ollamastack.agent.service_handle import ServiceHandle
+from ollamastack.bus import EventBus
 from ollamastack.engines.types import Health
 from ollamastack.errors import OllamaStackError, SettingsError
 from ollamastack.settings import Settings
@@ -23,11 +24,14 @@ from ollamastack.web import gradio_patches
 from ollamastack.web.api import NamedApi, register_api
 from ollamastack.web.coalesce import FRAME_SECONDS
 from ollamastack.web.edge import Edge
-from ollamastack.web.exports import ExportGuard
 from ollamastack.web.http import HealthAndHeaders
 from ollamastack.web.logins import LoginGuard, LoginLimiter
+from ollamastack.web.metrics import MetricsEndpoint
+from ollamastack.web.observers import Observers
 from ollamastack.web.proxies import McpCallers, proxy_errors, uvicorn_trusting
 from ollamastack.web.rest.door import rest_middleware
+from ollamastack.web.rest.slots import TurnSlots
+from ollamastack.web.ui import theme
 from ollamastack.web.ui.layout import build_ui
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,8 @@ class WebApp:
     handle: ServiceHandle
     edge: Edge
     api: NamedApi
+    observers: Observers  # the event bus, metrics, usage records, webhooks
+    rest_turns: TurnSlots | None = None  # the REST turns' bound, made anew at each launch
 
     async def health(self) -> Health:
         """Ollama's health; first, a PostgreSQL that went down since the service opened
@@ -81,10 +87,17 @@ class WebApp:
             if warming is not None:
                 warming.cancel()
             await self.handle.close()
+            await self.observers.aclose()
 
         settings = self.handle.settings
-        middleware = [Middleware(HealthAndHeaders, health=self.health), Middleware(ExportGuard)]
-        middleware += rest_middleware(settings, self.handle, self.edge)  # /api/v1, /v1 (REST)
+        self.rest_turns = TurnSlots(settings.concurrency)
+        middleware = [
+            Middleware(HealthAndHeaders, health=self.health),
+            Middleware(MetricsEndpoint, metrics=self.observers.metrics, settings=settings,
+                       handle=self.handle, health=self.health),  # /metrics, beside /healthz
+        ]
+        middleware += rest_middleware(  # /api/v1, /v1 (REST and OpenAI)
+            settings, self.handle, self.edge, self.rest_turns)
         if settings.mcp:
             middleware.append(Middleware(McpCallers))
         if settings.logins:
@@ -119,18 +132,20 @@ def build_app(settings: Settings, *, update_interval: float = FRAME_SECONDS) -> 
 
     `update_interval`: how often /chat sends the answer so far while it streams (0: after
     every token, as tests that check each one want)."""
-    handle = ServiceHandle(settings)
+    handle = ServiceHandle(settings, bus := EventBus())
+    observers = Observers.build(settings, handle, bus)
     edge = Edge(settings)  # one rate limit and audit log for the page and the API
-    # Uploaded and exported files leave Gradio's cache `upload_retention` seconds after they
+    # Uploaded files leave Gradio's cache `upload_retention` seconds after they
     # were made (checked as often), and all of them when the app stops.
     retention = settings.upload_retention
     with gr.Blocks(title="OllamaStack", delete_cache=(retention, retention)) as blocks:
-        build_ui(blocks, settings, handle, edge)
-        api = register_api(settings, handle, edge, update_interval=update_interval)
+        build_ui(blocks, settings, handle, edge, usage=observers.usage)
+        api = register_api(settings, handle, edge, update_interval=update_interval,
+                           usage=observers.usage)
     # Never Gradio's default of one generation at a time for the whole server.
     blocks.queue(default_concurrency_limit=settings.concurrency)
     gradio_patches.apply(blocks)
-    return WebApp(blocks, handle, edge, api)
+    return WebApp(blocks, handle, edge, api, observers)
 
 
 def private_paths(settings: Settings) -> list[str]:
@@ -212,6 +227,9 @@ def launch(app: WebApp, settings: Settings, **options: Any) -> tuple[Any, str, s
         "app_kwargs": app.app_kwargs(),
         "blocked_paths": private_paths(settings),
         "max_file_size": upload_bytes(settings),
+        "theme": theme.page_theme(),
+        "css": theme.CSS,
+        "head": theme.HEAD,
     }
     with uvicorn_trusting(settings.proxies):
         return app.blocks.launch(**(arguments | options))

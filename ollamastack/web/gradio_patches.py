@@ -12,16 +12,20 @@ BENCHMARKS.md), and prints what it should not:
   session hash gets its event id as one, and Gradio keeps that state (up to 10,000 of them,
   88 KiB each) though nobody can name the session again;
 - the errors of reading a call's inputs quote those inputs, and its queue prints them to
-  stderr (a message's text in the log, whatever `OLLAMASTACK_LOG_CONTENT` says).
+  stderr (a message's text in the log, whatever `OLLAMASTACK_LOG_CONTENT` says);
+- its CORS middleware, outside every middleware of ours, answers every preflight itself (and
+  grants origins by its own rule), so the REST routes' `OLLAMASTACK_CORS_ORIGINS` could not
+  apply to a browser's `fetch` with a JSON body.
 
 Each patch first probes the shape it relies on. When the probe fails (another Gradio version),
-it logs one warning naming the patch and leaves Gradio as it is: correct, only slower (or,
-for the last one, more talkative).
-`apply(blocks)` runs them all once the Blocks are built.
+it logs one warning naming the patch and leaves Gradio as it is: correct, only slower (or
+more talkative, or the REST routes' CORS list for simple requests only).
+`apply(blocks)` runs those that act on the Blocks; the middleware are added at launch.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import re
@@ -30,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from types import SimpleNamespace
 from typing import Any
 
+from gradio import route_utils, routes
 from gradio.exceptions import Error as GradioError
 from gradio.state_holder import SessionState, StateHolder
 
@@ -39,9 +44,8 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 
-def _unpatched(patch: str, reason: str) -> bool:
-    log.warning("Gradio patch %r is off: %s. The app runs unpatched (slower, still correct).",
-                patch, reason)
+def _unpatched(patch: str, reason: str, effect: str = "slower, still correct") -> bool:
+    log.warning("Gradio patch %r is off: %s. The app runs unpatched (%s).", patch, reason, effect)
     return False
 
 
@@ -228,6 +232,66 @@ def quiet_input_errors(blocks: Any) -> bool:
             raise GradioError(text, print_exception=False) from None
 
     blocks.preprocess_data = preprocess_data
+    return True
+
+
+# -- CORS left to the routes that answer it ---------------------------------------------------
+
+CORS_CALL = ["self", "scope", "receive", "send"]
+
+
+def answers_own_cors(scope: Scope) -> bool:
+    """Whether a middleware of the request's app answers CORS for it: one whose class has an
+    `answers_cors(scope)` that says so (`RestDoor`: /api/v1 and /v1). Gradio's own check
+    for a parent app's CORS reads `user_middleware` the same way."""
+    for middleware in getattr(scope.get("app"), "user_middleware", ()):
+        answers = getattr(getattr(middleware, "cls", None), "answers_cors", None)
+        if answers is not None and answers(scope):
+            return True
+    return False
+
+
+def gradio_cors_fits() -> str:
+    """Why `leave_cors_to_routes` could not work on Gradio's CORS middleware, or ""."""
+    cors = getattr(route_utils, "CustomCORSMiddleware", None)
+    if cors is None or getattr(routes, "CustomCORSMiddleware", None) is not cors:
+        return "gradio.routes installs no CustomCORSMiddleware"
+    call = cors.__call__
+    if not inspect.iscoroutinefunction(call) or list(inspect.signature(call).parameters) != (
+        CORS_CALL
+    ):
+        return "CustomCORSMiddleware.__call__ has another shape"
+    inner = object()
+    try:
+        if getattr(cors(inner), "app", None) is not inner:
+            return "CustomCORSMiddleware keeps the app it wraps elsewhere"
+    except Exception as error:  # it takes other arguments
+        return f"{type(error).__name__}: {error}"
+    return ""
+
+
+def leave_cors_to_routes() -> bool:
+    """Make Gradio's CORS middleware pass on, untouched, the requests whose CORS a middleware
+    of the app answers itself (`answers_own_cors`); every other request it answers as ever.
+    Once per process: the check is per app and per request."""
+    if reason := gradio_cors_fits():
+        return _unpatched(
+            "leave_cors_to_routes", reason, "Gradio answers the CORS preflights of /api/v1 "
+            "and /v1: OLLAMASTACK_CORS_ORIGINS applies to simple requests only")
+    cors = routes.CustomCORSMiddleware
+    if getattr(cors.__call__, "leaves_cors_to_routes", False):
+        return True
+    gradio_call = cors.__call__
+
+    @functools.wraps(gradio_call)
+    async def call(self: Any, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and answers_own_cors(scope):
+            await self.app(scope, receive, send)
+            return
+        await gradio_call(self, scope, receive, send)
+
+    call.leaves_cors_to_routes = True  # type: ignore[attr-defined]
+    cors.__call__ = call
     return True
 
 

@@ -6,7 +6,7 @@ stands in front of it:
 - after `OLLAMASTACK_LOGIN_ATTEMPTS` failures in a minute for one username, or from one client
   address, each further try must wait, 1 s, then twice as long after each failure (at most
   `LONGEST_WAIT`); a try that comes early gets 429 with Retry-After and the reason, which the
-  login page shows (Gradio's own page shows nothing for a 429: `NOTICE_SCRIPT`);
+  login page shows (ours, in place of Gradio's: `login_page`);
 - every try is recorded in the audit log as endpoint "login" (the password never is; the
   username only when it is one of the logins, since people type passwords into that field);
 - Gradio's session cookie made for cross-site iframes (`SameSite=None`) is made `SameSite=Lax`.
@@ -30,7 +30,7 @@ from typing import Any
 from starlette.requests import Request
 
 from ollamastack.web.audit import AuditLog
-from ollamastack.web.login_page import with_notice_sender
+from ollamastack.web.login_page import with_login_page_sender
 from ollamastack.web.proxies import client_host, relative_path
 
 Scope = MutableMapping[str, Any]
@@ -231,7 +231,7 @@ class LoginGuard:
         elif scope["method"] == "POST" and relative_path(scope) in LOGIN_PATHS:
             await self.login(scope, receive, send)
         elif scope["method"] == "GET" and not relative_path(scope).startswith("/gradio_api/"):
-            await self.app(scope, receive, with_notice_sender(send))
+            await self.app(scope, receive, with_login_page_sender(send))
         else:
             await self.app(scope, receive, send)
 

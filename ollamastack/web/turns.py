@@ -78,6 +78,34 @@ class TurnPipeline:
             system_prompt=turn.system_prompt,
             max_tokens=turn.max_tokens,
         )
+        async with aclosing(self._framed(entry, events, interval, may_wait, clock)) as batches:
+            async for batch in batches:
+                yield batch
+
+    async def approval_frames(
+        self,
+        entry: Entry,
+        user: str,
+        session_id: str,
+        approve: bool,
+        *,
+        interval: float,
+        may_wait: MayWait,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> AsyncIterator[Frame]:
+        """Like `frames`, for the rest of a turn that waited for the user's approval of a tool
+        call (`ChatService.resume_turn`): nothing waiting, or another user's conversation,
+        raise before anything changes."""
+        service = await self.handle.get()
+        events = service.resume_turn(session_id, approve, user=user)
+        async with aclosing(self._framed(entry, events, interval, may_wait, clock)) as batches:
+            async for batch in batches:
+                yield batch
+
+    async def _framed(
+        self, entry: Entry, events: AsyncIterator[Event], interval: float, may_wait: MayWait,
+        clock: Callable[[], float],
+    ) -> AsyncIterator[Frame]:
         async with aclosing(frames(events, interval, may_wait=may_wait, clock=clock)) as batches:
             async for batch in batches:
                 for _, event in batch:

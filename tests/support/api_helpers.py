@@ -141,6 +141,7 @@ def stats(
         "model_calls": len(requests),
         "done_reason": "stop",
         "messages_left_out": 0,
+        "cached": False,
     }
 
 

@@ -1,5 +1,6 @@
 """What the REST and OpenAI routes share: the chat service, the `Edge`, the turn pipeline,
-and who is calling (a bearer token's user when login is on)."""
+the bound on turns answering at once, and who is calling (a bearer token's user when login
+is on)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ollamastack.settings import Settings
 from ollamastack.storage.tokens import TokenStore
 from ollamastack.web.edge import Caller, Edge
 from ollamastack.web.rest.errors import unauthorized
+from ollamastack.web.rest.slots import TurnSlots
 from ollamastack.web.turns import TurnPipeline
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ class RestContext:
     settings: Settings
     handle: ServiceHandle
     edge: Edge
+    slots: TurnSlots
     turns: TurnPipeline = field(init=False)
 
     def __post_init__(self) -> None:

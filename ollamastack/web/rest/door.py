@@ -2,8 +2,10 @@
 FastAPI app of their own in front of Gradio's, in the same process and on the same port.
 
 `rest_middleware` is the one hook `web/app.py` calls: `RestDoor` hands these paths to the
-REST app (after a limit on the body's size) and everything else to Gradio; the security
-headers and health route of the middleware before it apply to both.
+REST app (through CORS when origins are set, then a limit on the body's size) and everything
+else to Gradio; the security headers and health route of the middleware before it apply to
+both. Gradio's own CORS middleware, outside all of ours, leaves these paths alone
+(`gradio_patches.leave_cors_to_routes`): their CORS is `OLLAMASTACK_CORS_ORIGINS` alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.settings import Settings
+from ollamastack.web import gradio_patches
 from ollamastack.web.edge import Edge
 from ollamastack.web.http import ASGIApp, Receive, Scope, Send
 from ollamastack.web.logins import read_body, replaying
@@ -29,10 +32,15 @@ from ollamastack.web.rest.docs import DOCS_PAGE
 from ollamastack.web.rest.errors import ApiError, api_error, invalid_body
 from ollamastack.web.rest.openai import openai_router
 from ollamastack.web.rest.routes import rest_router
+from ollamastack.web.rest.slots import TurnSlots
 
 PREFIXES = ("/api/v1/", "/v1/")
 OPENAI_PREFIX = "/v1/"
-CORS_HEADERS = ["Authorization", "Content-Type", "X-Conversation-Id"]
+CORS_METHODS = ["GET", "POST", "DELETE"]
+# Any header a listed origin's page asks for: Authorization, Content-Type, X-Conversation-Id,
+# and the X-Stainless-* headers that OpenAI's JavaScript client sends with every request.
+CORS_HEADERS = ["*"]
+CORS_EXPOSED = ["X-Conversation-Id", "Retry-After"]
 
 
 def body_limit(settings: Settings) -> int:
@@ -46,6 +54,11 @@ def body_limit(settings: Settings) -> int:
 
 
 def cors_origins(settings: Settings) -> list[str]:
+    """The origins whose pages may call these routes.
+
+    >>> cors_origins(Settings(_env_file=None, cors_origins=" https://a.example, http://b:8080,"))
+    ['https://a.example', 'http://b:8080']
+    """
     return [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
 
 
@@ -56,9 +69,11 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
     return JSONResponse(body, error.status, headers=error.headers)
 
 
-def build_rest_app(settings: Settings, handle: ServiceHandle, edge: Edge) -> ASGIApp:
-    """The FastAPI app of the REST and OpenAI routes, with CORS when origins are set."""
-    ctx = RestContext(settings, handle, edge)
+def build_rest_app(
+    settings: Settings, handle: ServiceHandle, edge: Edge, slots: TurnSlots
+) -> FastAPI:
+    """The FastAPI app of the REST and OpenAI routes, their turns bounded by `slots`."""
+    ctx = RestContext(settings, handle, edge, slots)
     app = FastAPI(
         title="OllamaStack API", version="1",
         openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None,
@@ -89,36 +104,50 @@ def build_rest_app(settings: Settings, handle: ServiceHandle, edge: Edge) -> ASG
     async def answer_unexpected(request: Request, error: Exception) -> JSONResponse:
         return error_response(request, api_error(error))
 
-    if origins := cors_origins(settings):
-        return CORSMiddleware(
-            app, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=CORS_HEADERS, expose_headers=["X-Conversation-Id", "Retry-After"],
-        )
     return app
 
 
-class RestDoor:
-    """ASGI middleware: the REST and OpenAI paths go to `rest`, the rest to Gradio."""
+def with_cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
+    """`app` answering CORS for `origins` (preflights included), or for none (no grant)."""
+    if not origins:
+        return app
+    return CORSMiddleware(app, allow_origins=origins, allow_methods=CORS_METHODS,
+                          allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED)
 
-    def __init__(self, app: ASGIApp, rest: ASGIApp, limit: int) -> None:
+
+class BodyLimit:
+    """ASGI middleware: a 413 for a body over `limit` bytes, else the body read at once."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
-        self.rest = rest
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = relative_path(scope) if scope["type"] == "http" else ""
-        if not path.startswith(PREFIXES):
-            await self.app(scope, receive, send)
-            return
         declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
         too_large = not declared.isdigit() or int(declared) > self.limit
         body = None if too_large else await read_body(receive, self.limit)
         if body is None:
             error = ApiError(413, "too_large", f"The body is larger than {self.limit:,} bytes.")
-            shown = error.openai_body() if path.startswith(OPENAI_PREFIX) else error.body()
-            await _json(send, 413, shown)
+            openai = relative_path(scope).startswith(OPENAI_PREFIX)
+            await _json(send, 413, error.openai_body() if openai else error.body())
             return
-        await self.rest(scope, replaying(body, receive), send)
+        await self.app(scope, replaying(body, receive), send)
+
+
+class RestDoor:
+    """ASGI middleware: the REST and OpenAI paths go to `rest`, the rest to Gradio."""
+
+    def __init__(self, app: ASGIApp, rest: ASGIApp) -> None:
+        self.app = app
+        self.rest = rest
+
+    @staticmethod
+    def answers_cors(scope: Scope) -> bool:
+        """Whether `rest` answers this request's CORS itself (see `gradio_patches`)."""
+        return scope["type"] == "http" and relative_path(scope).startswith(PREFIXES)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await (self.rest if self.answers_cors(scope) else self.app)(scope, receive, send)
 
 
 async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -128,7 +157,12 @@ async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def rest_middleware(settings: Settings, handle: ServiceHandle, edge: Edge) -> list[Middleware]:
-    """The hook for `WebApp.app_kwargs`: the REST and OpenAI routes on the app's port."""
-    rest = build_rest_app(settings, handle, edge)
-    return [Middleware(RestDoor, rest=rest, limit=body_limit(settings))]
+def rest_middleware(
+    settings: Settings, handle: ServiceHandle, edge: Edge, slots: TurnSlots | None = None
+) -> list[Middleware]:
+    """The hook for `WebApp.app_kwargs`: the REST and OpenAI routes on the app's port, at most
+    `OLLAMASTACK_CONCURRENCY` of their turns answering at once (or as `slots` say)."""
+    gradio_patches.leave_cors_to_routes()
+    slots = slots or TurnSlots(settings.concurrency)
+    rest = BodyLimit(build_rest_app(settings, handle, edge, slots), body_limit(settings))
+    return [Middleware(RestDoor, rest=with_cors(rest, cors_origins(settings)))]

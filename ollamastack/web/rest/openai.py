@@ -7,6 +7,14 @@ conversation (header `X-Conversation-Id`), nothing is kept: the turn runs in a c
 of its own that is deleted when it ends, and the earlier messages reach the model as the
 context of the last one. With the header, the last message is the turn and the stored
 conversation is the memory, as on the page.
+
+This door cannot ask a person to approve a tool of `OLLAMASTACK_CONFIRM_TOOLS`, and OpenAI's
+protocol has no way to say that a turn waits. A turn whose model calls such a tool therefore
+ends there, nothing run, with an ordinary answer (`finish_reason` "stop") whose text says so
+(`approval_note`) rather than hanging or running it unasked. In a conversation that is not
+kept, that call is deleted with the rest; in a stored one it waits, to be answered on the
+page or with `POST /api/v1/conversations/{id}/approval`, and until then another message to it
+is refused (409), as on every door.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from ollamastack.errors import InvalidInput
 from ollamastack.events import Done, Started
-from ollamastack.web.api_schema import ChatProgress
+from ollamastack.web.api_schema import ChatProgress, PendingApproval
 from ollamastack.web.edge import Caller
 from ollamastack.web.rest.context import RestContext
 from ollamastack.web.rest.errors import api_error, api_errors
@@ -91,6 +99,31 @@ def turn_of(body: CompletionBody, conversation_id: str) -> TurnRequest:
     )
 
 
+def approval_note(pending: PendingApproval, conversation_id: str, kept: bool) -> str:
+    """What the answer says when the turn stopped at a tool call that waits for approval.
+
+    >>> approval_note({"name": "calculator", "args": {"expression": "6*7"}}, "c1", False)[:68]
+    'The calculator tool (arguments {"expression": "6*7"}) runs only once'
+    """
+    call = f"The {pending['name']} tool (arguments {json.dumps(pending['args'])})"
+    if kept:
+        return (f"{call} runs only once you approve it: approve or deny it on the page or with "
+                f"POST /api/v1/conversations/{conversation_id}/approval. Until then this "
+                "conversation takes no new message.")
+    return (f"{call} runs only once you approve it, which this OpenAI-compatible API cannot "
+            "ask for, so it did not run. Send the message on the page or to POST /api/v1/chat "
+            "to approve it there.")
+
+
+def with_note(content: str, note: str) -> str:
+    """The answer's text with `note` (if any) as a paragraph of its own.
+
+    >>> with_note("Hi.", ""), with_note("Hi.", "Note."), with_note("", "Note.")
+    ('Hi.', 'Hi.\\n\\nNote.', 'Note.')
+    """
+    return f"{content}\n\n{note}" if content and note else content or note
+
+
 def completion_id() -> str:
     return f"chatcmpl-{secrets.token_hex(12)}"
 
@@ -120,11 +153,14 @@ def openai_router(ctx: RestContext) -> APIRouter:
 
     @router.post("/chat/completions", summary="Chat completions, OpenAI's way")
     async def completions(body: CompletionBody, request: Request) -> Any:
+        """OpenAI's chat completions, answered by the agent (its tools run here). A tool
+        that needs a person's approval does not run: the answer says so and ends there."""
         conversation_id = request.headers.get(CONVERSATION_HEADER, "")
         with api_errors():
             caller = await ctx.caller(request)
             turn = turn_of(body, conversation_id)
-            started = await StartedTurn.start(ctx, "/v1/chat/completions", caller, turn)
+            started = await StartedTurn.start(
+                ctx, "/v1/chat/completions", caller, turn, request.receive)
         session_id = started.started.session_id
         kept = bool(conversation_id)
         headers = {CONVERSATION_HEADER: session_id} if kept else {}
@@ -174,7 +210,13 @@ class Reply:
                     self.progress.apply(event)
         finally:
             await self._forget()
-        return self.progress.content, stats
+        return with_note(self.progress.content, self.note()), stats
+
+    def note(self) -> str:
+        """The `approval_note` of a turn that stopped at a tool call; "" for the others."""
+        pending = self.progress.pending
+        return "" if pending is None else approval_note(
+            pending, self.started.started.session_id, self.kept)
 
     def _chunk(self, delta: dict[str, Any], reason: str | None = None, **extra: Any) -> bytes:
         data = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -190,6 +232,9 @@ class Reply:
         try:
             async for event in self.started.events():
                 if isinstance(event, Done):
+                    if note := self.note():  # after what was sent, as `whole` adds it
+                        yield self._chunk(
+                            {"content": with_note(self.progress.content, note)[sent:]})
                     stats = event.stats.as_dict()
                     yield self._chunk({}, finish_reason(stats), usage=usage(stats))
                 elif not isinstance(event, Started) and self.progress.apply(event):

@@ -38,6 +38,21 @@ class ChatBody(BaseModel):
     stream: StrictBool = Field(False, description="Answer as server-sent events.")
 
 
+class ApprovalBody(BaseModel):
+    """`POST /api/v1/conversations/{conversation_id}/approval`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approve: StrictBool = Field(
+        description="true: the tool runs; false: the model is told you declined.")
+    stream: StrictBool = Field(False, description="Answer as server-sent events.")
+
+
+class PendingApprovalOut(BaseModel):
+    name: str
+    args: dict[str, Any]
+
+
 class ChatAnswer(BaseModel):
     conversation_id: str
     content: str
@@ -45,6 +60,9 @@ class ChatAnswer(BaseModel):
     tool_calls: list[dict[str, Any]]
     model: str
     stats: dict[str, Any] | None
+    pending_approval: PendingApprovalOut | None = Field(None, description=(
+        "Only when the turn stopped at a tool call that waits for your approval: answer it "
+        "with POST /api/v1/conversations/{conversation_id}/approval."))
 
 
 class HealthOut(BaseModel):  # the named API's TypedDicts, as pydantic needs them on 3.11
@@ -93,32 +111,38 @@ def rest_router(ctx: RestContext) -> APIRouter:
     """The `/api/v1` routes over `ctx`."""
     router = APIRouter(prefix="/api/v1", tags=["OllamaStack"])
 
-    @router.post("/chat", response_model=ChatAnswer, summary="Ask the agent")
+    @router.post("/chat", response_model=ChatAnswer, response_model_exclude_unset=True,
+                 summary="Ask the agent")
     async def chat(body: ChatBody, request: Request) -> Any:
         """Answer `message` in a conversation (a new one without `conversation_id`). With
         `"stream": true`, server-sent events: one frame as the answer grows, the last with
-        `done: true` and stats; an error after the start comes as an `error` event."""
+        `done: true` and stats; an error after the start comes as an `error` event. When the
+        model calls a tool that runs only with your approval, the turn stops there and the
+        answer (the last event) has `pending_approval`; until you answer it, a new message
+        to the conversation is refused (409)."""
         with api_errors():
             caller = await ctx.caller(request)
             turn = TurnRequest(body.message, body.conversation_id, body.model,
                                body.temperature, body.system_prompt)
-            started = await StartedTurn.start(ctx, "/api/v1/chat", caller, turn)
-        progress = ChatProgress(started.started.session_id)
-        model = started.started.model
-        if body.stream:
-            return StreamingResponse(
-                streamed(started, progress, model), media_type="text/event-stream",
-                headers=SSE_HEADERS)
-        stats = None
+            started = await StartedTurn.start(
+                ctx, "/api/v1/chat", caller, turn, request.receive)
+        return await answered(started, body.stream)
+
+    @router.post("/conversations/{conversation_id}/approval", response_model=ChatAnswer,
+                 response_model_exclude_unset=True,
+                 summary="Approve or deny the tool call a turn waits for")
+    async def approval(conversation_id: str, body: ApprovalBody, request: Request) -> Any:
+        """Answer the tool call at which a turn of this conversation stopped
+        (`pending_approval`), and get the rest of that turn as `/api/v1/chat` gives it
+        (streamed or not): the call with its result, then the answer. Approved, the tool
+        runs; denied, the model answers without it. 400 when no call waits, 409 while the
+        conversation answers."""
         with api_errors():
-            async for event in started.events():
-                if isinstance(event, Done):
-                    stats = event.stats.as_dict()
-                else:
-                    progress.apply(event)
-        answer = frame(progress, model, stats=stats)
-        del answer["done"]
-        return answer
+            caller = await ctx.caller(request)
+            started = await StartedTurn.start(
+                ctx, "/api/v1/approval", caller, TurnRequest("", conversation_id),
+                request.receive, approve=body.approve)
+        return await answered(started, body.stream)
 
     @router.get("/health", response_model=HealthOut, summary="Whether Ollama is reachable")
     async def health(request: Request) -> Any:
@@ -139,7 +163,7 @@ def rest_router(ctx: RestContext) -> APIRouter:
             with ctx.edge.audit("/api/v1/models", caller, model=name):
                 ctx.edge.check_models(caller)
                 name = validation.model_name(name, registries=ctx.settings.registries)
-                await (await ctx.service()).engines.delete(name)
+                await (await ctx.service()).delete_model(name, caller.user)
                 return {"name": name, "deleted": True}
 
     @router.get("/conversations", response_model=list[ConversationOut],
@@ -172,9 +196,29 @@ def rest_router(ctx: RestContext) -> APIRouter:
     return router
 
 
+async def answered(started: StartedTurn, stream: bool) -> Any:
+    """A started turn's answer: server-sent events, or the whole answer's JSON once done."""
+    progress = ChatProgress(started.started.session_id)
+    model = started.started.model
+    if stream:
+        return StreamingResponse(
+            streamed(started, progress, model), media_type="text/event-stream",
+            headers=SSE_HEADERS)
+    stats = None
+    with api_errors():
+        async for event in started.events():
+            if isinstance(event, Done):
+                stats = event.stats.as_dict()
+            else:
+                progress.apply(event)
+    answer = frame(progress, model, done=True, stats=stats)  # the last: pending_approval too
+    del answer["done"]
+    return answer
+
+
 async def streamed(started: StartedTurn, progress: ChatProgress, model: str
                    ) -> AsyncIterator[bytes]:
-    """The SSE body of a streaming `/api/v1/chat`."""
+    """The SSE body of a streaming `/api/v1/chat` or approval; the last frame has `done`."""
     yield sse(frame(progress, model))
     try:
         async for event in started.events():

@@ -1,6 +1,7 @@
-"""A turn of the REST and OpenAI routes: admitted and started before any byte is answered,
-so that every refusal (rate limit, bad input, unknown conversation or model, Ollama down)
-is an HTTP status, not an error in the middle of a stream."""
+"""A turn of the REST and OpenAI routes: admitted, given one of the REST turns' slots
+(`slots.TurnSlots`) and started before any byte is answered, so that every refusal (rate
+limit, bad input, unknown conversation or model, Ollama down) is an HTTP status, not an error
+in the middle of a stream."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import anyio
 from ollamastack.events import Event, Started, TurnError
 from ollamastack.web.coalesce import FRAME_SECONDS, same_run
 from ollamastack.web.edge import Caller
+from ollamastack.web.http import Receive
 from ollamastack.web.rest.context import RestContext
+from ollamastack.web.rest.errors import ApiError
 from ollamastack.web.turns import TurnRequest
 
 
@@ -28,17 +31,31 @@ class StartedTurn:
 
     @classmethod
     async def start(
-        cls, ctx: RestContext, endpoint: str, caller: Caller, turn: TurnRequest
+        cls, ctx: RestContext, endpoint: str, caller: Caller, turn: TurnRequest,
+        receive: Receive, *, approve: bool | None = None,
     ) -> StartedTurn:
-        """Admit and start the turn; its refusals and early failures raise here."""
+        """Admit the turn, wait for a slot, start it; its refusals and early failures raise
+        here. `receive`: the request's, to notice a client that hangs up while waiting.
+        With `approve`, the turn is the rest of the one waiting in `turn.session_id` for the
+        user's answer to a tool call (`ChatService.resume_turn`), not a new message."""
         stack = ExitStack()
         try:
             entry = stack.enter_context(ctx.turns.admitted(endpoint, caller, turn))
-        except BaseException:
-            stack.close()
+            held = await ctx.slots.take(receive)
+        except BaseException as error:
+            stack.__exit__(type(error), error, error.__traceback__)
             raise
-        batches = ctx.turns.frames(
-            entry, caller.user, turn, interval=FRAME_SECONDS, may_wait=same_run
+        if not held:
+            entry.outcome = "stopped"  # as for a client gone while its answer streams
+            stack.close()
+            raise ApiError(499, "client_closed", "The client closed the connection while its "
+                           "turn waited for a free slot.")
+        stack.callback(ctx.slots.release)
+        batches = (
+            ctx.turns.frames(entry, caller.user, turn, interval=FRAME_SECONDS, may_wait=same_run)
+            if approve is None else ctx.turns.approval_frames(
+                entry, caller.user, turn.session_id, approve, interval=FRAME_SECONDS,
+                may_wait=same_run)
         )
         try:
             async for batch in batches:

@@ -1,5 +1,6 @@
-"""The chat tab's event handlers: a turn streamed into the chat, Stop, Retry and Undo (the
-page's load, model picker and status line are `ui_page.py`'s).
+"""The chat tab's event handlers: send (queued while answering), Retry, Undo, and settling
+a turn however it ended (Stop included). The turns themselves stream in `chat_turns`; the
+page's load, model picker and status line are `page.py`'s.
 
 Plain async functions of the page's values: `build_ui` wires them to the components, tests
 call them directly. The user always comes from the request (login), so the chat service's owner
@@ -14,52 +15,25 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Container
 from contextlib import aclosing
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 import gradio as gr
 
 from ollamastack.agent.service_handle import ServiceHandle
-from ollamastack.errors import OllamaStackError, RateLimited, TooManyTurns
-from ollamastack.events import Started, TurnError
 from ollamastack.settings import Settings
-from ollamastack.storage.memory import session_title
-from ollamastack.web.audit import Entry
-from ollamastack.web.coalesce import FRAME_SECONDS, any_delta
-from ollamastack.web.edge import Caller, Edge, caller_of, user_of
-from ollamastack.web.turns import TurnPipeline, TurnRequest
-from ollamastack.web.ui.chat_view import TurnView, history_view
-from ollamastack.web.ui.conversations import Conversations, conversation_list, known_conversations
-from ollamastack.web.ui.safe_markdown import safe_markdown
-from ollamastack.web.ui.status import (
-    SKIP,
-    open_service,
-    shows_internals,
-    status_line,
-    toast_errors,
-    waiting_title,
-    warn,
-)
+from ollamastack.web.coalesce import FRAME_SECONDS
+from ollamastack.web.edge import Edge, caller_of, user_of
+from ollamastack.web.ui.chat_settings import ChatSettings
+from ollamastack.web.ui.chat_turns import Chat, TurnStreams, TurnUpdate, undo_last
+from ollamastack.web.ui.chat_view import history_view
+from ollamastack.web.ui.composer import Composer, idle_box, no_notice, notice, queue_note
+from ollamastack.web.ui.conversations import Conversations, known_conversations, listing
+from ollamastack.web.ui.status import SKIP, open_service, redactor, toast_errors
 
-if TYPE_CHECKING:
-    from ollamastack.agent.service import ChatService
+__all__ = ["AnsweringSessions", "ChatHandlers", "TurnUpdate"]
 
 UPDATE_INTERVAL = FRAME_SECONDS  # while tokens stream, the chat is resent ~20 times a second
 SETTLE_TIMEOUT = 10.0  # how long to wait for a stopped turn to be stored
-
-Chat = list[Any]  # gr.ChatMessage, or the dicts the Chatbot hands back
-
-
-class TurnUpdate(NamedTuple):
-    """What a turn's handler sends, in the order of its outputs; unset ones stay as they are."""
-
-    chat: Any = SKIP
-    box: Any = SKIP  # the message box: emptied when sent, refilled when refused
-    session_id: Any = SKIP
-    status: Any = SKIP
-    streaming: Any = SKIP  # True from the first update to the last (see `settle`)
-    conversations: Any = SKIP
-    listing: Any = SKIP
 
 
 class AnsweringSessions:
@@ -88,16 +62,13 @@ class ChatHandlers:
         self.settings = settings
         self.handle = handle
         self.edge = edge or Edge(settings)
-        self.update_interval = update_interval
-        self.clock = clock
-        self.turns = TurnPipeline(handle, self.edge)
+        self.streams = TurnStreams(handle, self.edge, update_interval=update_interval,
+                                   clock=clock)
 
     @property
     def answering(self) -> Container[str]:
         """The sessions answering now, as the chat service knows them (for other handlers)."""
         return AnsweringSessions(self.handle)
-
-    # -- a turn -------------------------------------------------------------------------
 
     async def send(
         self,
@@ -110,20 +81,27 @@ class ChatHandlers:
         system_prompt: str,
         show_thinking: bool,
         request: gr.Request | None = None,
+        composer: Composer | None = None,
     ) -> AsyncIterator[TurnUpdate]:
-        """Stream the answer to `message`; a new conversation joins the side list at once."""
+        """Stream the answer to `message`; a new conversation joins the side list at once.
+
+        While this tab is answering, `message` is queued instead (a note says so) and sent
+        when the answer ends, by the turn in progress."""
+        composer = composer if composer is not None else Composer()
         if not (message or "").strip():
             yield TurnUpdate()
             return
-        caller = caller_of(request)
-        turn = TurnRequest(message, session_id, model, temperature, system_prompt)
-        internals = shows_internals(self.settings, request)
-        updates = self._admitted("ui_send", caller, turn, lambda entry: self._turn(
-            turn, list(history or []), list(conversations or []), show_thinking, caller.user,
-            entry, internals,
-        ))
-        async with aclosing(updates):
-            async for update in updates:
+        if composer.running:
+            composer.queued.append(message)
+            composer.settles_to_skip += 1  # this event's own settle: the turn is not over
+            yield TurnUpdate(box=gr.update(value=""), queued=queue_note(composer))
+            return
+        chat_settings = ChatSettings(model, temperature, system_prompt, show_thinking)
+        composer.viewing = session_id
+        turns = self.streams.run(message, list(history or []), session_id,
+                                 list(conversations or []), chat_settings, request, composer)
+        async with aclosing(turns):
+            async for update in turns:
                 yield update
 
     async def retry(
@@ -134,72 +112,78 @@ class ChatHandlers:
         system_prompt: str,
         show_thinking: bool,
         request: gr.Request | None = None,
+        composer: Composer | None = None,
     ) -> AsyncIterator[TurnUpdate]:
-        """Ask the last message again: its turn is forgotten and answered anew."""
-        caller = caller_of(request)
-        turn = TurnRequest("", session_id, model, temperature, system_prompt)
-        internals = shows_internals(self.settings, request)
-        updates = self._admitted("ui_retry", caller, turn, lambda entry: self._retry(  # counted
-            turn, show_thinking, caller.user, entry, internals,  # before the undo
-        ))
-        async with aclosing(updates):
-            async for update in updates:
+        """Ask the last message again: its turn is forgotten and answered anew. A message
+        whose turn failed before anything was stored is simply sent again."""
+        composer = composer if composer is not None else Composer()
+        if composer.running:
+            composer.settles_to_skip += 1
+            yield TurnUpdate(notice=notice("Wait for this answer to end (or press Stop) "
+                                           "before asking again."))
+            return
+        chat_settings = ChatSettings(model, temperature, system_prompt, show_thinking)
+        composer.viewing = session_id
+        if failed := composer.failed:
+            composer.failed = ""
+            service = await open_service(self.handle)
+            history: Chat = []
+            if session_id:
+                with toast_errors():
+                    history = history_view(await service.history(session_id, user_of(request)),
+                                           show_thinking=show_thinking)
+            turns = self.streams.run(failed, history, session_id, None, chat_settings, request,
+                                     composer)
+        else:
+            turns = self.streams.run("", [], session_id, None, chat_settings, request, composer,
+                                     retry=True)
+        async with aclosing(turns):
+            async for update in turns:
                 yield update
 
-    async def _admitted(
-        self, endpoint: str, caller: Caller, turn: TurnRequest,
-        updates: Callable[[Entry], AsyncIterator[TurnUpdate]],
+    async def decide(
+        self,
+        event: gr.EventData,
+        session_id: str,
+        history: Chat,
+        model: str,
+        temperature: float,
+        system_prompt: str,
+        show_thinking: bool,
+        request: gr.Request | None = None,
+        composer: Composer | None = None,
     ) -> AsyncIterator[TurnUpdate]:
-        """`updates(entry)` once the turn pipeline admits the caller; over the rate limit or
-        their turns in flight, a toast (recorded), and the page stays as it was."""
-        try:
-            with self.turns.admitted(endpoint, caller, turn) as entry:
-                async with aclosing(updates(entry)) as admitted:
-                    async for update in admitted:
-                        yield update
-        except (RateLimited, TooManyTurns) as refused:
-            warn(str(refused))
-            yield TurnUpdate()
-
-    async def _retry(
-        self, turn: TurnRequest, show_thinking: bool, user: str, entry: Entry, internals: bool
-    ) -> AsyncIterator[TurnUpdate]:
-        service = await open_service(self.handle)
-        model = turn.model or await service.engines.default_model()
-        try:  # what the turn checks first: if it would fail, keep the turn there is
-            await service.engines.capabilities(model)
-        except OllamaStackError as error:
-            entry.fail(error)
-            warn(str(error))
-            yield TurnUpdate(status=await status_line(service.engines, model, internals=internals))
-            return
-        text = await self._undo(service, turn.session_id, user)
-        if not text:
+        """Approve or Deny on the approval bar: the waiting tool call runs, or the model is
+        told the user declined; either way the answer streams in."""
+        composer = composer if composer is not None else Composer()
+        approve = bool((getattr(event, "_data", None) or {}).get("approve"))
+        if composer.running:
+            composer.settles_to_skip += 1
             yield TurnUpdate()
             return
-        entry.message = text
-        with toast_errors():
-            messages = await service.history(turn.session_id, user)
-        history = history_view(messages, show_thinking=show_thinking)
-        updates = self._turn(replace(turn, message=text), history, None, show_thinking, user,
-                             entry, internals)
-        async with aclosing(updates):
-            async for update in updates:
+        chat_settings = ChatSettings(model, temperature, system_prompt, show_thinking)
+        turns = self.streams.decided(approve, session_id, list(history or []), chat_settings,
+                                     request, composer)
+        async with aclosing(turns):
+            async for update in turns:
                 yield update
 
     async def undo(
         self, session_id: str, show_thinking: bool, request: gr.Request | None = None
-    ) -> tuple[Any, Any]:
-        """Forget the last turn; its message goes back into the box to edit: (chat, box)."""
+    ) -> tuple[Any, Any, Any]:
+        """Forget the last turn; its message goes back into the box to edit:
+        (chat, box, notice)."""
         caller = caller_of(request)
         with self.edge.audit("ui_undo", caller, session_id=session_id):
             service = await open_service(self.handle)
-            text = await self._undo(service, session_id, caller.user)
+            text, refused = await undo_last(service, session_id, caller.user)
             if not text:
-                return SKIP, SKIP
+                return SKIP, SKIP, notice(refused)
             with toast_errors():
                 messages = await service.history(session_id, caller.user)
-            return history_view(messages, show_thinking=show_thinking), text
+            view = history_view(messages, show_thinking=show_thinking,
+                                redact=redactor(self.settings, service.engines, request))
+            return view, text, no_notice()
 
     async def settle(
         self,
@@ -208,92 +192,48 @@ class ChatHandlers:
         conversations: Conversations,
         show_thinking: bool,
         request: gr.Request | None = None,
-    ) -> tuple[Any, bool, Conversations, dict]:
+        composer: Composer | None = None,
+    ) -> tuple[Any, Any, Any, Any, Any, Any]:
         """After a turn however it ended: list its conversation; after Stop, show what was kept.
 
-        Returns (chat, streaming, conversations, side list). `streaming` still True means the
-        turn never sent its last update (Stop cancelled it): the chat is reloaded from memory,
-        where the partial answer is stored, marked as stopped.
+        Returns (chat, streaming, conversations, side list, box, queued note). `streaming`
+        still True means the turn never sent its last update (Stop cancelled it): the chat is
+        reloaded from memory, where the partial answer is stored, marked as stopped, and
+        messages queued behind it go back into the box. The settle of an event that only
+        queued its message does nothing: the turn it waits for is still going.
         """
+        composer = composer if composer is not None else Composer()
+        if composer.settles_to_skip:
+            composer.settles_to_skip -= 1
+            return SKIP, SKIP, SKIP, SKIP, SKIP, SKIP
         user = user_of(request)
         service = await open_service(self.handle)
         chat: Any = SKIP
+        box = idle_box()
+        if streaming:  # stopped: the turn is over, whatever its generator still holds
+            composer.running = None
+            if composer.queued:
+                box = idle_box("\n\n".join(composer.queued))
+                composer.queued.clear()
         if session_id and streaming:
             if (stored := service.answering(session_id)) is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stored.wait(), SETTLE_TIMEOUT)
-            with toast_errors():
-                messages = await service.history(session_id, user)
-            chat = history_view(messages, show_thinking=show_thinking)
+            if composer.viewing == session_id:  # else the user has left it meanwhile
+                with toast_errors():
+                    messages = await service.history(session_id, user)
+                chat = history_view(messages, show_thinking=show_thinking,
+                                    redact=redactor(self.settings, service.engines, request))
         ids = [c for c in conversations or [] if isinstance(c, dict)]
         if session_id and all(c.get("id") != session_id for c in ids):
             ids.insert(0, {"id": session_id, "title": ""})
         known = await known_conversations(service, user, ids)
-        return chat, False, known, conversation_list(known, session_id)
-
-    async def _turn(
-        self,
-        turn: TurnRequest,
-        history: Chat,
-        conversations: Conversations | None,
-        show_thinking: bool,
-        user: str,
-        entry: Entry,
-        internals: bool,
-    ) -> AsyncIterator[TurnUpdate]:
-        """One turn on the page; `internals`: the status line may say where Ollama runs."""
-        service = await open_service(self.handle)
-        model = turn.model or await service.engines.default_model()
-        view = TurnView(
-            show_thinking=show_thinking, waiting=await waiting_title(service.engines, model)
-        )
-        chat = [*history, gr.ChatMessage(role="user", content=safe_markdown(turn.message.strip()))]
-        yield TurnUpdate([*chat, *view.messages()], "", streaming=True)
-        batches = self.turns.frames(
-            entry, user, turn, interval=self.update_interval, may_wait=any_delta, clock=self.clock
-        )
-        try:
-            async with aclosing(batches):
-                async for batch in batches:  # one chat update per frame
-                    changed = False
-                    for now, event in batch:
-                        if isinstance(event, Started):
-                            model = event.model or model
-                            if not turn.session_id:  # a new conversation joins the list now
-                                yield TurnUpdate(session_id=event.session_id, **self._listed(
-                                    event.session_id, turn.message, conversations
-                                ))
-                            continue
-                        view.apply(event, now)
-                        changed = True
-                        if isinstance(event, TurnError):
-                            warn(str(event.error))
-                    if changed and not view.finished:
-                        yield TurnUpdate([*chat, *view.messages()])
-        except OllamaStackError as refused:  # raised, not streamed: nothing was stored
-            entry.fail(refused)
-            warn(str(refused))
-            yield TurnUpdate(history, turn.message, streaming=False)
-            return
-        status = await status_line(service.engines, model, internals=internals)
-        yield TurnUpdate([*chat, *view.messages()], status=status, streaming=False)
+        return (chat, False, known, listing(known, composer.viewing), box,
+                queue_note(composer))
 
     @staticmethod
-    def _listed(
-        session_id: str, message: str, conversations: Conversations | None
-    ) -> dict[str, Any]:
-        """A new conversation first in the side list, titled by its first message."""
-        if conversations is None:
-            return {}
-        mine = [{"id": session_id, "title": session_title(message)}, *conversations]
-        return {"conversations": mine, "listing": conversation_list(mine, session_id)}
-
-    async def _undo(self, service: ChatService, session_id: str, user: str) -> str:
-        if not session_id:
-            warn("There is nothing to undo or retry yet.")
-            return ""
-        with toast_errors():  # a conversation still answering: SessionBusy says so
-            text = await service.undo_last_turn(session_id, user)
-        if not text:
-            warn("There is nothing to undo or retry yet.")
-        return text
+    def unqueue(box: str, composer: Composer) -> tuple[Any, Any]:
+        """The queued messages back into the box, to edit and send later: (box, note)."""
+        waiting = [*composer.queued, *([box] if (box or "").strip() else [])]
+        composer.queued.clear()
+        return gr.update(value="\n\n".join(waiting)), queue_note(composer)

@@ -9,16 +9,18 @@ message too, never part of the answer.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gradio import ChatMessage
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 
+from ollamastack import errors
 from ollamastack.events import (
     INTERRUPTED_TOOL,
     STOPPED_BY_USER,
+    ApprovalPending,
     Done,
     Event,
     Started,
@@ -34,13 +36,57 @@ from ollamastack.web.ui.safe_markdown import fenced, safe_markdown
 
 STOPPED_REASON = STOPPED_BY_USER  # what ChatService stores for a cancelled turn
 THINKING_TITLE = "Thinking"
+DETAILS_TITLE = "Details"
+AWAITING_APPROVAL = "Waiting for your approval: Approve or Deny below the chat."
+
+# A failed turn says what happened in plain words; the operator's text (addresses, commands)
+# is behind "Details".
+PLAIN_WORDS: dict[type[errors.OllamaStackError], str] = {
+    errors.OllamaUnavailable: "Ollama is not answering, so this message got no reply.",
+    errors.OllamaConnectionLost: "The connection to Ollama broke in the middle of the answer.",
+    errors.OllamaTimeout: "The model took too long to start answering.",
+    errors.OllamaError: "Ollama could not answer this message.",
+    errors.DatabaseUnavailable: "Conversations cannot be saved right now.",
+    errors.EmbeddedError: "The built-in model could not answer.",
+}
 
 
-def tool_title(name: str, *, failed: bool = False) -> str:
+def plain_words(error: errors.OllamaStackError) -> str:
+    """What a failed turn says to a person, in plain words.
+
+    >>> plain_words(errors.OllamaUnavailable("http://localhost:11434"))
+    'Ollama is not answering, so this message got no reply.'
+    >>> plain_words(errors.ModelNotFound("qwen3:8b"))[:50]
+    'The model qwen3:8b is not installed. Pick another '
+    >>> plain_words(errors.ModelNotFound("qwen3:8b"))[-29:]
+    'or pull it in the Models tab.'
+    """
+    if isinstance(error, errors.ModelNotFound):
+        return (f"The model {error.model} is not installed. Pick another in Chat settings, "
+                "or pull it in the Models tab.")
+    for kind, words in PLAIN_WORDS.items():
+        if isinstance(error, kind):
+            return words
+    return str(error)
+
+
+def failed_note(plain: str) -> str:
+    """
+    >>> failed_note("Ollama is not answering.")
+    '⚠ Ollama is not answering. Press Retry to ask again.'
+    """
+    return f"⚠ {plain} Press Retry to ask again."
+
+
+def tool_title(name: str, *, failed: bool = False, waiting: bool = False) -> str:
     """
     >>> tool_title("calculator"), tool_title("weather", failed=True)
     ('Used tool `calculator`', 'Tool `weather` failed')
+    >>> tool_title("send_mail", waiting=True)
+    'Tool `send_mail` waits for your approval'
     """
+    if waiting:
+        return f"Tool `{name}` waits for your approval"
     return f"Tool `{name}` failed" if failed else f"Used tool `{name}`"
 
 
@@ -100,6 +146,11 @@ def interrupted_note(reason: str) -> str:
     return "■ *Stopped.*" if reason == STOPPED_REASON else f"⚠ {reason}"
 
 
+def details_message(text: str) -> ChatMessage:
+    """The operator's text of an error, folded away under "Details"."""
+    return _assistant(fenced(text, "text"), title=DETAILS_TITLE, status="done")
+
+
 def _with_note(text: str, note: str) -> str:
     return f"{text}\n\n{note}" if text else note
 
@@ -114,11 +165,14 @@ def _assistant(content: str, **metadata: Any) -> ChatMessage:
 # -- stored conversations ---------------------------------------------------------------
 
 
-def history_view(messages: Sequence[AnyMessage], *, show_thinking: bool) -> list[ChatMessage]:
+def history_view(
+    messages: Sequence[AnyMessage], *, show_thinking: bool, redact: Callable[[str], str] = str
+) -> list[ChatMessage]:
     """A stored conversation as the chat panel shows it.
 
-    Tool results are shown with the call they answer; an answer cut short carries its note;
-    each finished answer ends with its stats line (tokens and speed, from Ollama's counters).
+    Tool results are shown with the call they answer; an answer cut short carries its note
+    (why, as `redact` lets this viewer read it, under "Details"); each finished answer ends
+    with its stats line (tokens and speed, from Ollama's counters).
     """
     results = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
     shown_results: set[str] = set()
@@ -136,7 +190,7 @@ def history_view(messages: Sequence[AnyMessage], *, show_thinking: bool) -> list
             view.append(ChatMessage(role="user", content=safe_markdown(message.text)))
         elif isinstance(message, AIMessage):
             turn.append(message)
-            view += _ai_view(message, results, show_thinking)
+            view += _ai_view(message, results, show_thinking, redact)
             shown_results |= {call["id"] or "" for call in message.tool_calls}
         elif isinstance(message, ToolMessage) and message.tool_call_id not in shown_results:
             failed = message.status == "error"
@@ -152,17 +206,26 @@ def history_view(messages: Sequence[AnyMessage], *, show_thinking: bool) -> list
 
 
 def _ai_view(
-    message: AIMessage, results: Mapping[str, ToolMessage], show_thinking: bool
+    message: AIMessage,
+    results: Mapping[str, ToolMessage],
+    show_thinking: bool,
+    redact: Callable[[str], str],
 ) -> list[ChatMessage]:
     view: list[ChatMessage] = []
     thinking = message.additional_kwargs.get("reasoning_content")
     if show_thinking and thinking:
         view.append(_assistant(str(thinking), title=THINKING_TITLE, status="done"))
     text = message.text
+    details = ""
     if reason := message.response_metadata.get("interrupted"):
-        text = _with_note(text, interrupted_note(str(reason)))
+        stopped = str(reason) == STOPPED_REASON
+        text = _with_note(text, interrupted_note(STOPPED_REASON) if stopped else failed_note(
+            "This answer was cut short."))
+        details = "" if stopped else redact(str(reason))
     if text:
         view.append(_assistant(text))
+    if details:
+        view.append(details_message(details))
     for call in message.tool_calls:
         result = results.get(call["id"] or "")
         failed = result is not None and result.status == "error"
@@ -202,6 +265,7 @@ class _Part:
     args: Mapping[str, Any] = field(default_factory=dict)
     result: str | None = None
     failed: bool = False
+    waiting: bool = False  # held for the user's approval
 
 
 class TurnView:
@@ -211,12 +275,18 @@ class TurnView:
     the turn ended): the UI sends such updates at once and coalesces the rest.
     """
 
-    def __init__(self, *, show_thinking: bool, waiting: str) -> None:
+    def __init__(
+        self, *, show_thinking: bool, waiting: str, redact: Callable[[str], str] = str
+    ) -> None:
         self.show_thinking = show_thinking
         self.waiting = waiting  # the pending title shown until something visible arrives
+        self.redact = redact  # an error's text as this viewer may read it (no addresses)
         self.parts: list[_Part] = []
         self.finished = False
+        self.failed = False
         self._note = ""  # stats line, or why the turn ended early
+        self._details = ""  # the error's own text, behind "Details"
+        self.pending: ApprovalPending | None = None  # a call waiting for the user's yes
 
     def apply(self, event: Event, now: float) -> bool:
         if isinstance(event, Started):
@@ -241,10 +311,15 @@ class TurnView:
             if part is not None:
                 part.result, part.failed, part.ended = event.content, event.is_error, now
             return True
+        if isinstance(event, ApprovalPending):
+            self.pending = event
+            return True
         if isinstance(event, Done):
             self._finish(now, turn_stats_line(event.stats))
         elif isinstance(event, TurnError):
-            self._finish(now, interrupted_note(str(event.error)))
+            self.failed = True
+            self._details = self.redact(str(event.error))
+            self._finish(now, failed_note(plain_words(event.error)))
         return True
 
     def messages(self) -> list[ChatMessage]:
@@ -257,13 +332,15 @@ class TurnView:
             elif part.kind == "thinking" and self.show_thinking:
                 view.append(_assistant(part.text, title=THINKING_TITLE, status=status, **timing))
             elif part.kind == "tool":
-                title = tool_title(part.name, failed=part.failed)
+                title = tool_title(part.name, failed=part.failed, waiting=part.waiting)
                 body = tool_body(part.args, part.result)
                 view.append(_assistant(body, title=title, status=status, **timing))
         if not view and not self.finished:
             view.append(_assistant("", title=self.waiting, status="pending"))
         if self._note:
             _append_to_answer(view, self._note)
+        if self._details:
+            view.append(details_message(self._details))
         return view
 
     def _open(self, kind: Literal["text", "thinking"], now: float) -> _Part:
@@ -287,8 +364,12 @@ class TurnView:
     def _finish(self, now: float, note: str) -> None:
         self._close(now)
         for part in self.parts:
-            if part.ended is None:  # a tool that never answered
-                part.ended, part.failed = now, True
-                part.result = INTERRUPTED_TOOL
+            if part.ended is not None:
+                continue
+            part.ended = now
+            if self.pending is not None and part.call_id == self.pending.id:
+                part.waiting, part.result = True, AWAITING_APPROVAL
+            else:  # a tool that never answered
+                part.failed, part.result = True, INTERRUPTED_TOOL
         self.finished = True
         self._note = note

@@ -1,92 +1,199 @@
-"""The side list of this browser's conversations: open, delete, export; and what it shows.
+"""The side list's handlers: open, rename, export, delete (with undo) a conversation; a new chat.
 
-The list lives in the browser (`gr.BrowserState`) as [{"id", "title"}]; the server keeps the
-messages. Every read passes the user, so with login a browser shared by two people still
-shows each only their own conversations.
+Without login the list is this browser's (`gr.BrowserState`, [{"id", "title",
+"updated_at"}]): the shared space must not show one visitor's conversations to another. With
+login it is every conversation of the user, from the server, on any browser. Every read
+passes the user, so nobody reaches another's conversation either way.
 
-Exports are files only their owner can fetch (`web/exports.py`).
+Leaving a conversation while it answers asks first (a bar over the box: stop it and leave,
+or stay); the answer is never stopped by a stray click.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Container, Sequence
+import logging
+import time
+from collections.abc import Awaitable, Callable, Container, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from ollamastack import validation
 from ollamastack.agent.service_handle import ServiceHandle
-from ollamastack.errors import OllamaStackError
+from ollamastack.errors import InvalidInput, OllamaStackError
 from ollamastack.web import transcript
-from ollamastack.web.edge import Caller, Edge, caller_of, user_of
-from ollamastack.web.exports import ExportFiles
+from ollamastack.web.edge import Edge, caller_of, user_of
+from ollamastack.web.ui.chat_settings import ChatSettings
 from ollamastack.web.ui.chat_view import history_view
-from ollamastack.web.ui.status import SKIP, open_service, toast_errors, warn
+from ollamastack.web.ui.composer import Composer, no_notice, notice
+from ollamastack.web.ui.conversation_list import UNDO_SECONDS, event_data, list_value
+from ollamastack.web.ui.status import SKIP, open_service, redactor, toast_errors
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
 
-Conversations = list[dict[str, str]]
+log = logging.getLogger(__name__)
+
+Conversations = list[dict[str, Any]]
 NO_TITLE = "New conversation"
+MIME = {"md": "text/markdown", "json": "application/json"}
 
 
-def conversation_list(conversations: Conversations, selected: str = "") -> dict:
-    """The side list's update: titles, newest first, the open conversation selected."""
-    choices = [(c["title"], c["id"]) for c in conversations]
-    return gr.update(choices=choices, value=selected or None)
+def listing(conversations: Conversations, selected: str = "", **undo: str) -> dict:
+    """The side list's update: titles under date headings, the open conversation marked;
+    `undo` ({"id", "title"}): a deleted conversation that can still be brought back."""
+    return gr.update(value=list_value(conversations, selected, undo=undo or None))
 
 
 async def known_conversations(
     service: ChatService, user: str, conversations: Sequence[Any]
 ) -> Conversations:
-    """The browser's conversations that the server still has for `user`, newest first.
+    """The conversations to list, newest first: with login all of `user`'s; without, the
+    ones this browser knows that the server still has.
 
-    Titles come from the server (the first message); ids a browser made up, or whose
-    conversation was deleted elsewhere, are dropped.
+    Titles come from the server; ids a browser made up, or whose conversation was deleted
+    elsewhere, are dropped.
     """
     with toast_errors():
         stored = await service.sessions(user)
     ids = {c.get("id") for c in conversations if isinstance(c, dict)}
-    return [{"id": s.id, "title": s.title or NO_TITLE} for s in stored if s.id in ids]
+    return [
+        {"id": s.id, "title": s.title or NO_TITLE, "updated_at": s.updated_at}
+        for s in stored if user or s.id in ids
+    ]
+
+
+def leave_prompt(composer: Composer, target: str) -> tuple[dict, dict]:
+    """The bar asking whether to stop the answer and leave (to `target`, "" for a new chat)."""
+    composer.leave_to = target
+    return (gr.update(visible=True),
+            gr.update(value="This conversation is still answering. Stop it and leave?"))
 
 
 class ConversationHandlers:
-    """Opening, deleting and exporting conversations; `answering` holds sessions mid-turn."""
+    """Opening, renaming, exporting and deleting conversations; `answering` holds sessions
+    mid-turn (their deletion waits)."""
 
     def __init__(
         self, handle: ServiceHandle, *, answering: Container[str] = (), edge: Edge | None = None
     ) -> None:
         self.handle = handle
+        self.settings = handle.settings
         self.answering = answering
         self.edge = edge or Edge(handle.settings)
-        self.exports = ExportFiles(handle.settings.upload_retention)
+        self._purges: set[asyncio.Task] = set()
 
-    def new_chat(self) -> tuple[list, str, dict, str]:
-        """An empty chat; the next message starts a new conversation: (chat, session, list, box)."""
-        return [], "", gr.update(value=None), ""
+    # -- moving between conversations ----------------------------------------------------
+
+    def new_chat(
+        self, conversations: Conversations, composer: Composer | None = None
+    ) -> tuple[Any, ...]:
+        """An empty chat; the next message starts a new conversation (its settings carry
+        over from the chat on screen): (chat, session, list, leave bar, leave text)."""
+        if composer is not None and composer.running:
+            return (SKIP, SKIP, SKIP, *leave_prompt(composer, ""))
+        if composer is not None:
+            composer.viewing = ""
+        return [], "", listing(conversations), gr.update(visible=False), SKIP
 
     async def open_conversation(
         self,
-        session_id: str,
-        show_thinking: bool,
+        event: gr.EventData,
         conversations: Conversations,
+        composer: Composer | None = None,
         request: gr.Request | None = None,
-    ) -> tuple[Any, Any, Conversations, dict]:
-        """Reload a conversation from the server's memory: (chat, session, conversations, list)."""
+    ) -> tuple[Any, ...]:
+        """Open the conversation the list sent (see `open_session`)."""
+        return await self.open_session(
+            str(event_data(event).get("id") or ""), conversations, composer, request
+        )
+
+    async def open_session(
+        self,
+        session_id: str,
+        conversations: Conversations,
+        composer: Composer | None = None,
+        request: gr.Request | None = None,
+    ) -> tuple[Any, ...]:
+        """Reload a conversation and its settings from the server: (chat, session,
+        conversations, list, model, temperature, system prompt, show thinking, leave bar,
+        leave text). While this tab answers, it asks first."""
+        skip = (SKIP,) * 8
+        if not session_id:
+            return (*skip, SKIP, SKIP)
+        if composer is not None and composer.running:
+            return (*skip, *leave_prompt(composer, session_id))
         caller = caller_of(request)
         service = await open_service(self.handle)
-        if not session_id:
-            return SKIP, SKIP, conversations, SKIP
-        with self.edge.audit("ui_open", caller, session_id=str(session_id)) as entry:
+        with self.edge.audit("ui_open", caller, session_id=session_id) as entry:
             try:
                 messages = await service.history(session_id, caller.user)
-            except OllamaStackError as error:
-                entry.fail(error)
-                warn(str(error))
+                info = next(s for s in await service.sessions(caller.user) if s.id == session_id)
+            except (OllamaStackError, StopIteration) as error:
+                if isinstance(error, OllamaStackError):
+                    entry.fail(error)
                 known = await known_conversations(service, caller.user, conversations)
-                return SKIP, SKIP, known, conversation_list(known)
-        return history_view(messages, show_thinking=show_thinking), session_id, conversations, SKIP
+                return (SKIP, SKIP, known, listing(known), SKIP, SKIP, SKIP, SKIP,
+                        gr.update(visible=False), SKIP)
+        chat_settings = ChatSettings.read(info.settings, self.settings)
+        if composer is not None:
+            composer.viewing = session_id
+        view = history_view(messages, show_thinking=chat_settings.show_thinking,
+                            redact=redactor(self.settings, service.engines, request))
+        return (view, session_id, conversations, listing(conversations, session_id),
+                *chat_settings.as_outputs(), gr.update(visible=False), SKIP)
+
+    async def leave(
+        self, conversations: Conversations, composer: Composer, request: gr.Request | None = None
+    ) -> tuple[Any, ...]:
+        """After Stop: go where the user wanted to go when the bar asked (see `open_session`)."""
+        target, composer.leave_to = composer.leave_to or "", None
+        composer.running = None  # the answer was stopped
+        composer.viewing = target
+        if not target:
+            return ([], "", listing(conversations), SKIP, SKIP, SKIP, SKIP,
+                    gr.update(visible=False), SKIP)
+        opened = await self.open_session(target, conversations, composer, request)
+        return (*opened[:2], *opened[3:])
+
+    @staticmethod
+    def remember(
+        session_id: str, model: str, temperature: float, system_prompt: str, show_thinking: bool
+    ) -> dict:
+        """What this browser keeps for a reload: the open conversation, the settings on screen."""
+        settings = ChatSettings(model, temperature, system_prompt, show_thinking)
+        return {"session_id": session_id, "settings": settings.stored()}
+
+    @staticmethod
+    def stay(composer: Composer) -> dict:
+        composer.leave_to = None
+        return gr.update(visible=False)
+
+    async def save_settings(
+        self,
+        session_id: str,
+        model: str,
+        temperature: float,
+        system_prompt: str,
+        show_thinking: bool,
+        request: gr.Request | None = None,
+    ) -> dict:
+        """The user changed a setting: keep it with the open conversation, and in this
+        browser for a reload (returns what the browser keeps)."""
+        chat_settings = ChatSettings.read(
+            ChatSettings(model, temperature, system_prompt, show_thinking).stored(),
+            self.settings,
+        )
+        if session_id:
+            service = await open_service(self.handle)
+            try:
+                await service.memory.sessions.save_settings(
+                    session_id, user_of(request), chat_settings.stored())
+            except OllamaStackError as error:
+                log.info("settings of session %s not saved: %s", session_id, error)
+        return {"session_id": session_id, "settings": chat_settings.stored()}
 
     async def show(
         self, session_id: str, show_thinking: bool, request: gr.Request | None = None
@@ -97,60 +204,113 @@ class ConversationHandlers:
         service = await open_service(self.handle)
         with toast_errors():
             messages = await service.history(session_id, user_of(request))
-        return history_view(messages, show_thinking=show_thinking)
+        return history_view(messages, show_thinking=show_thinking,
+                            redact=redactor(self.settings, service.engines, request))
 
-    async def delete_conversation(
-        self, session_id: str, conversations: Conversations, request: gr.Request | None = None
-    ) -> tuple[Any, str, Conversations, dict]:
-        """Delete the open conversation here and in memory: (chat, session, conversations, list)."""
+    # -- the ⋯ menu ----------------------------------------------------------------------
+
+    async def act(
+        self,
+        event: gr.EventData,
+        session_id: str,
+        conversations: Conversations,
+        request: gr.Request | None = None,
+    ) -> tuple[Any, Any, Any, Any, Any]:
+        """One action of an item's menu: (list, chat, session, conversations, notice)."""
+        data = event_data(event)
+        action, target = str(data.get("action", "")), str(data.get("id", ""))
+        if action in ("export-md", "export-json"):
+            return await self.export(target, action.removeprefix("export-"), request), \
+                SKIP, SKIP, SKIP, SKIP
         caller = caller_of(request)
-        user = caller.user
         service = await open_service(self.handle)
+        try:
+            with self.edge.audit(f"ui_{action or 'unknown'}", caller, session_id=target):
+                if action == "rename":
+                    title = validation.title(data.get("title"))
+                    await service.memory.sessions.rename(target, caller.user, title)
+                elif action == "delete":
+                    return await self._delete(service, target, session_id, conversations,
+                                              caller.user)
+                elif action == "undo":
+                    await service.memory.sessions.restore(target, caller.user)
+                    if all(c.get("id") != target for c in conversations):
+                        conversations = [{"id": target, "title": ""}, *conversations]
+                else:
+                    raise InvalidInput(f"Unknown action {action!r}.")
+        except OllamaStackError as error:
+            known = await known_conversations(service, caller.user, conversations)
+            return listing(known, session_id), SKIP, SKIP, known, notice(str(error))
+        known = await known_conversations(service, caller.user, conversations)
+        return listing(known, session_id), SKIP, SKIP, known, no_notice()
+
+    async def _delete(
+        self, service: ChatService, target: str, session_id: str, conversations: Conversations,
+        user: str,
+    ) -> tuple[Any, Any, Any, Any, Any]:
+        """Hide the conversation now and delete it for good once its undo has expired."""
+        if target in self.answering:
+            known = await known_conversations(service, user, conversations)
+            return (listing(known, session_id), SKIP, SKIP, known,
+                    notice("This conversation is still answering: stop it before deleting it."))
+        title = next((s.title for s in await service.sessions(user) if s.id == target), "")
+        await service.memory.sessions.hide(target, user)
+        self._later(lambda: self.purge(service, user, target), UNDO_SECONDS + 1)
+        known = await known_conversations(service, user, conversations)
+        opened = target == session_id
+        return (listing(known, "" if opened else session_id, id=target, title=title or NO_TITLE),
+                [] if opened else SKIP, "" if opened else SKIP, known, no_notice())
+
+    def _later(self, work: Callable[[], Awaitable[None]], delay: float) -> None:
+        """`work()` after `delay` seconds, in the background (kept until it is done)."""
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            await work()
+
+        task = asyncio.ensure_future(run())
+        self._purges.add(task)
+        task.add_done_callback(self._purges.discard)
+
+    @staticmethod
+    async def purge(service: ChatService, user: str, session_id: str = "") -> None:
+        """Delete for good what was deleted more than `UNDO_SECONDS` ago (and not undone)."""
+        expired = time.time() - UNDO_SECONDS
+        for info in await service.memory.sessions.list(user, deleted=True):
+            if (info.deleted_at or 0) <= expired and info.id == (session_id or info.id):
+                try:
+                    await service.memory.sessions.restore(info.id, user)
+                    await service.delete_session(info.id, user)
+                except OllamaStackError as error:
+                    log.warning("could not delete session %s: %s", info.id, error)
+
+    # -- export --------------------------------------------------------------------------
+
+    async def export(self, session_id: str, kind: str, request: gr.Request | None = None) -> Any:
+        """The conversation as a file the browser saves at once (the list's `saving`)."""
+        caller = caller_of(request)
         if not session_id:
-            warn("Open a conversation to delete it.")
-            return SKIP, "", conversations, SKIP
-        if session_id in self.answering:
-            warn("This conversation is still answering: press Stop first.")
-            return SKIP, session_id, conversations, SKIP
-        with self.edge.audit("ui_delete_conversation", caller, session_id=session_id):
-            with toast_errors():
-                await service.delete_session(session_id, user)
-        await asyncio.to_thread(self.exports.remove, user, session_id)  # its downloads too
-        kept = [c for c in conversations if c.get("id") != session_id]
-        known = await known_conversations(service, user, kept)
-        return [], "", known, conversation_list(known)
-
-    def hide_export(self) -> dict:
-        """An export belongs to the conversation it was made from."""
-        return gr.update(value=None, visible=False)
-
-    async def export_markdown(self, session_id: str, request: gr.Request | None = None) -> dict:
-        return await self._export(session_id, "md", caller_of(request))
-
-    async def export_json(self, session_id: str, request: gr.Request | None = None) -> dict:
-        return await self._export(session_id, "json", caller_of(request))
-
-    async def _export(self, session_id: str, kind: str, caller: Caller) -> dict:
-        """Write the open conversation to a file and offer it for download."""
-        if not session_id:
-            warn("There is no conversation to export yet.")
-            return gr.update(value=None, visible=False)
+            return SKIP
         with self.edge.audit(f"ui_export_{kind}", caller, session_id=session_id):
-            return await self._write_export(session_id, kind, caller.user)
-
-    async def _write_export(self, session_id: str, kind: str, user: str) -> dict:
-        service = await open_service(self.handle)
-        with toast_errors():
-            messages = await service.history(session_id, user)
-            title = next((s.title for s in await service.sessions(user) if s.id == session_id), "")
-        stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        if kind == "md":
-            text = transcript.to_markdown(messages, title=title, exported_at=stamp)
-        else:
-            text = transcript.to_json(
-                messages, session_id=session_id, title=title, exported_at=stamp
-            )
+            service = await open_service(self.handle)
+            with toast_errors():
+                messages = await service.history(session_id, caller.user)
+                title = next(
+                    (s.title for s in await service.sessions(caller.user) if s.id == session_id),
+                    "",
+                )
+            stamp = datetime.now(UTC).isoformat(timespec="seconds")
+            if kind == "md":
+                text = transcript.to_markdown(messages, title=title, exported_at=stamp)
+            else:
+                text = transcript.to_json(
+                    messages, session_id=session_id, title=title, exported_at=stamp
+                )
         name = f"{transcript.file_stem(title)}.{kind}"
-        path = await asyncio.to_thread(self.exports.write, user, session_id, name, text)
-        asyncio.get_running_loop().call_later(self.exports.retention + 1, self.exports.expire)
-        return gr.update(value=str(path), visible=True)
+        return gr.update(saving={"name": name, "text": text, "type": MIME[kind],
+                                   "nonce": time.time()})
+
+    async def export_markdown(self, session_id: str, request: gr.Request | None = None) -> Any:
+        return await self.export(session_id, "md", request)
+
+    async def export_json(self, session_id: str, request: gr.Request | None = None) -> Any:
+        return await self.export(session_id, "json", request)

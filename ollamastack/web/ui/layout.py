@@ -1,29 +1,41 @@
-"""The chat page (Gradio Blocks): layout and wiring; the handlers live in `ui_page`, `ui_chat`
-and `ui_models`.
+"""The chat page (Gradio Blocks): layout and wiring; the handlers live in `page`, `chat`,
+`conversations` and `models`.
 
+Left, the conversations (closed by default on a phone); right, the open chat's settings;
+between them the chat, the status line and one composer (Send, or Stop while answering).
 Every event here is private: the named API (`api.py`) owns the public endpoint names.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.settings import Settings
 from ollamastack.web.edge import Edge
+from ollamastack.web.ui.approvals import TOOLS_HEADERS, approval_component
 from ollamastack.web.ui.chat import ChatHandlers
+from ollamastack.web.ui.composer import SEND, Composer
+from ollamastack.web.ui.conversation_list import conversation_list_component
 from ollamastack.web.ui.conversations import ConversationHandlers
 from ollamastack.web.ui.models import ModelsHandlers, build_models_tab
 from ollamastack.web.ui.page import PageHandlers
 from ollamastack.web.ui.safe_markdown import LATEX_DELIMITERS
 from ollamastack.web.ui.tokens import build_token_section
+from ollamastack.web.ui.usage import build_usage_tab, usage_tab_visible
+
+if TYPE_CHECKING:
+    from ollamastack.storage.usage import UsageLog
 
 STATUS_REFRESH_SECONDS = 30  # the status line follows Ollama (up, down, model unloaded)
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+# Focus in the message box; the event's inputs go on to the handler unchanged.
+FOCUS_MESSAGE = "(...inputs) => { window.closeListOnPhone?.(); " \
+    "document.querySelector('#message textarea')?.focus(); return inputs; }"
 
 
 def _browser_key(settings: Settings) -> str:
@@ -31,146 +43,235 @@ def _browser_key(settings: Settings) -> str:
     return hashlib.sha256(settings.database_url.encode()).hexdigest()[:16]
 
 
-def build_ui(blocks: gr.Blocks, settings: Settings, handle: ServiceHandle, edge: Edge) -> None:
-    """Lay out the page inside `blocks` (open) and wire its events."""
+def build_ui(
+    blocks: gr.Blocks, settings: Settings, handle: ServiceHandle, edge: Edge,
+    *, usage: UsageLog | None = None,
+) -> None:
+    """Lay out the page inside `blocks` (open) and wire its events; `usage`: the turn records
+    the Usage tab (administrators) reads."""
     page = PageHandlers(settings, handle)
     chat = ChatHandlers(settings, handle, edge=edge)
+    approvals = chat.streams.approvals
     sessions = ConversationHandlers(handle, answering=chat.answering, edge=edge)
     models = ModelsHandlers(handle, edge=edge)
     key = _browser_key(settings)
     conversations = gr.BrowserState(
         [], storage_key=f"ollamastack-conversations-{key}", secret=f"ollamastack-{key}"
     )
+    # the conversation open when the page was left, and the settings for a new chat
+    last_open = gr.BrowserState(
+        {}, storage_key=f"ollamastack-open-{key}", secret=f"ollamastack-{key}"
+    )
     session_id = gr.State("")
     streaming = gr.State(False)  # True from a turn's first update to its last
+    composer = gr.State(Composer())
 
-    with gr.Sidebar(label="Conversations", width=280):
-        gr.Markdown("## OllamaStack\nA private assistant on your own Ollama models.")
+    with gr.Sidebar(label="Conversations", width=280, elem_id="sidebar"):
+        gr.Markdown("# OllamaStack\nA private assistant on your own models.",
+                    elem_id="app-name")
         new_chat = gr.Button("+ New chat", variant="primary", elem_id="new-chat")
-        conversation_list = gr.Radio(
-            choices=[], label="Conversations", elem_id="conversations",
-            info="Kept in this browser; click one to reopen it.",
-        )
-        delete_conversation = gr.Button(
-            "Delete this conversation", size="sm", variant="stop", elem_id="delete-conversation"
-        )
+        conversation_list = conversation_list_component()
+        with gr.Row(elem_id="account", visible=bool(settings.logins)):
+            who = gr.Markdown("", elem_id="who")
+            gr.Button("Log out", link="/logout", size="sm", elem_id="logout", scale=0,
+                      min_width=90)
 
-    with gr.Tabs():
+    with gr.Sidebar(label="Chat settings", position="right", open=False, width=320,
+                    elem_id="chat-settings"):
+        gr.Markdown("### Chat settings\nSaved with this conversation.")
+        refresh = gr.Button("↻ Refresh", size="sm", render=False)
+        model = gr.Dropdown(
+            choices=[(settings.model, settings.model)], value=settings.model,
+            label="Model", elem_id="model", buttons=[refresh],
+        )
+        temperature = gr.Slider(0, 2, value=settings.temperature, step=0.05,
+                                label="Temperature", elem_id="temperature")
+        show_thinking = gr.Checkbox(value=True, label="Show thinking", elem_id="show-thinking",
+                                    info="for models that think, e.g. qwen3")
+        system_prompt = gr.Textbox(
+            value=settings.system_prompt, label="System prompt", lines=5, max_lines=12,
+            elem_id="system-prompt", info="Empty uses the server's default prompt.",
+        )
+        with gr.Accordion("Tools", open=False, elem_id="tools"):
+            tools = gr.Dataframe(headers=TOOLS_HEADERS, label="The agent's tools",
+                                 interactive=False, wrap=True, elem_id="tools-table")
+            refresh_tools = gr.Button("↻ Refresh tools", size="sm", elem_id="refresh-tools")
+            tools_note = gr.Markdown("", elem_id="tools-note")
+
+    with gr.Tabs(selected="chat") as tabs:
         with gr.Tab("Chat", id="chat"):
-            status = gr.Markdown("Connecting to Ollama…", elem_id="status")
-            with gr.Row(equal_height=True):
-                refresh = gr.Button("↻ Refresh", size="sm", render=False)
-                model = gr.Dropdown(
-                    choices=[(settings.model, settings.model)], value=settings.model,
-                    label="Model", scale=4, elem_id="model", buttons=[refresh],
-                    info="Marked: tools chosen by prompt (no native tool calling), thinking",
-                )
-                temperature = gr.Slider(
-                    0, 2, value=settings.temperature, step=0.05, label="Temperature", scale=3
-                )
-                show_thinking = gr.Checkbox(
-                    value=True, label="Show thinking", scale=1,
-                    info="for models that think, e.g. qwen3",
-                )
+            with gr.Row(elem_id="top-bar"):
+                status = gr.Markdown("Connecting to Ollama…", elem_id="status")
+                use_embedded = gr.Button("Use the built-in model", size="sm", visible=False,
+                                         scale=0, min_width=200, elem_id="use-embedded")
             chatbot = gr.Chatbot(
-                label="OllamaStack", elem_id="chat", height="60vh", buttons=["copy", "copy_all"],
+                label="Chat", elem_id="chat", height="64vh", buttons=["copy", "copy_all"],
                 placeholder="Ask anything. Your conversations stay on this machine.",
                 # messages come through safe_markdown, which reads LaTeX as this Chatbot does;
                 # the Chatbot's own HTML sanitizer stays on behind it
                 latex_delimiters=LATEX_DELIMITERS, sanitize_html=True,
             )
-            with gr.Row(equal_height=True):
+            with gr.Column(elem_id="composer"):
+                notice = gr.Markdown("", visible=False, elem_id="notice",
+                                     elem_classes="note-bar")
+                with gr.Row(visible=False, elem_id="queued-bar", elem_classes="note-bar",
+                            equal_height=True) as queued_bar:
+                    queued = gr.Markdown("", elem_id="queued")
+                    unqueue = gr.Button("Edit instead", size="sm", scale=0, min_width=110,
+                                        elem_id="unqueue")
+                approval = approval_component()
+                with gr.Row(visible=False, elem_id="leave-bar", elem_classes="note-bar",
+                            equal_height=True) as leave_bar:
+                    leave_text = gr.Markdown("", elem_id="leave-text")
+                    leave = gr.Button("Stop and leave", size="sm", variant="stop", scale=0,
+                                      min_width=130, elem_id="leave")
+                    stay = gr.Button("Stay", size="sm", scale=0, min_width=80, elem_id="stay")
                 message = gr.Textbox(
-                    show_label=False, placeholder="Message OllamaStack… (Enter to send)",
-                    scale=8, autofocus=True, elem_id="message", max_lines=10, container=False,
+                    show_label=False, label="Message",
+                    placeholder="Message OllamaStack… (Enter sends, Esc stops)",
+                    autofocus=True, elem_id="message", max_lines=10, container=False,
+                    submit_btn=SEND, stop_btn=False,
                 )
-                send = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="send")
-                stop = gr.Button("Stop", variant="stop", scale=1, min_width=90, elem_id="stop")
-            with gr.Row():
-                retry = gr.Button("↻ Retry", size="sm", elem_id="retry")
-                undo = gr.Button("↶ Undo", size="sm", elem_id="undo")
-                export_md = gr.Button("Export Markdown", size="sm", elem_id="export-md")
-                export_json = gr.Button("Export JSON", size="sm", elem_id="export-json")
-            export_file = gr.File(label="Export", visible=False, elem_id="export-file")
-            with gr.Accordion("Advanced", open=False):
-                system_prompt = gr.Textbox(
-                    value=settings.system_prompt, label="System prompt", lines=4,
-                    info="Empty uses the server's default prompt.",
-                )
+                with gr.Row(elem_id="actions"):
+                    retry = gr.Button("↻ Retry", size="sm", elem_id="retry", scale=0)
+                    undo = gr.Button("↶ Undo", size="sm", elem_id="undo", scale=0)
+                    export_md = gr.Button("⤓ .md", size="sm", elem_id="export-md", scale=0)
+                    export_json = gr.Button("⤓ .json", size="sm", elem_id="export-json",
+                                            scale=0)
+                    settings_button = gr.Button("⚙ Settings", size="sm", scale=0,
+                                                elem_id="open-settings")
         with gr.Tab("Models", id="models"):
             models_tab = build_models_tab(models)
         with gr.Tab("API tokens", id="api-tokens"):
             build_token_section(blocks, settings, handle, edge)
+        if usage is not None:
+            with gr.Tab("Usage", id="usage", visible=usage_tab_visible(settings)):
+                build_usage_tab(blocks, settings, usage, edge)
 
     # -- a turn: stream it, then settle it (also after Stop, which cancels the stream) --------
     options = [model, temperature, system_prompt, show_thinking]
     turn_outputs = [  # in the order of `TurnUpdate`
-        chatbot, message, session_id, status, streaming, conversations, conversation_list
+        chatbot, message, session_id, status, streaming, conversations, conversation_list,
+        notice, queued, approval,
     ]
+    status_outputs = [status, use_embedded]
     settle = (
-        chat.settle, [session_id, streaming, conversations, show_thinking],
-        [chatbot, streaming, conversations, conversation_list],
+        chat.settle, [session_id, streaming, conversations, show_thinking, composer],
+        [chatbot, streaming, conversations, conversation_list, message, queued],
     )
     sending = gr.on(
-        [message.submit, send.click], chat.send,
-        [message, chatbot, session_id, conversations, *options],
-        turn_outputs, api_name="ui_send", show_progress="hidden", **PRIVATE,
+        [message.submit], chat.send,
+        [message, chatbot, session_id, conversations, *options, composer],
+        turn_outputs, api_name="ui_send", show_progress="hidden", trigger_mode="multiple",
+        **PRIVATE,
     )
     retrying = [
-        trigger(chat.retry, [session_id, *options], turn_outputs, api_name="ui_retry",
-                show_progress="hidden", **PRIVATE)
+        trigger(chat.retry, [session_id, *options, composer], turn_outputs, api_name="ui_retry",
+                show_progress="hidden", trigger_mode="multiple", **PRIVATE)
         for trigger in (retry.click, chatbot.retry)
     ]
-    for turn in (sending, *retrying):
-        turn.then(*settle, api_name="ui_settle", show_progress="hidden", **PRIVATE)
-    turns = [sending, *retrying]
-    stop.click(None, cancels=turns, api_name="ui_stop", **PRIVATE)
+    deciding = approval.click(
+        chat.decide, [session_id, chatbot, *options, composer], turn_outputs,
+        api_name="ui_decide", show_progress="hidden", **PRIVATE,
+    )
+    turns = [sending, *retrying, deciding]
+    for turn in turns:
+        turn.then(*settle, api_name="ui_settle", show_progress="hidden", **PRIVATE).then(
+            page.status, model, status_outputs, api_name="ui_status", show_progress="hidden",
+            **PRIVATE,
+        ).then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
+               **PRIVATE)
+    message.stop(None, cancels=turns, api_name="ui_stop", **PRIVATE)
+    queued.change(lambda text: gr.update(visible=bool(text)), queued, queued_bar,
+                  api_name="ui_queued_bar", queue=False, **PRIVATE)
+    unqueue.click(chat.unqueue, [message, composer], [message, queued], api_name="ui_unqueue",
+                  **PRIVATE)
 
     for trigger in (undo.click, chatbot.undo):
-        trigger(chat.undo, [session_id, show_thinking], [chatbot, message], api_name="ui_undo",
-                **PRIVATE)
+        trigger(chat.undo, [session_id, show_thinking], [chatbot, message, notice],
+                api_name="ui_undo", **PRIVATE)
 
     # -- conversations ---------------------------------------------------------------------
-    # Leaving a conversation while it answers stops the answer (it is kept, marked stopped).
+    # Leaving a conversation while it answers asks first (the leave bar).
+    opened = [chatbot, session_id, conversations, conversation_list, *options, leave_bar,
+              leave_text]
+    show_approval = (approvals.approval_for, session_id, approval)
     for trigger in (new_chat.click, chatbot.clear):  # the chat's bin icon starts afresh too
         trigger(
-            sessions.new_chat, None, [chatbot, session_id, conversation_list, message],
-            cancels=turns, api_name="ui_new_chat", **PRIVATE,
-        )
-    conversation_list.input(
-        sessions.open_conversation, [conversation_list, show_thinking, conversations],
-        [chatbot, session_id, conversations, conversation_list], cancels=turns,
-        api_name="ui_open", **PRIVATE,
+            sessions.new_chat, [conversations, composer],
+            [chatbot, session_id, conversation_list, leave_bar, leave_text],
+            api_name="ui_new_chat", js=FOCUS_MESSAGE, **PRIVATE,
+        ).then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
+               **PRIVATE).then(*show_approval, api_name="ui_approval", **PRIVATE)
+    conversation_list.select(
+        sessions.open_conversation, [conversations, composer], opened, api_name="ui_open",
+        **PRIVATE,
+    ).then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
+           **PRIVATE).then(*show_approval, api_name="ui_approval", **PRIVATE)
+    leave.click(None, cancels=turns, api_name="ui_stop", **PRIVATE).then(
+        sessions.leave, [conversations, composer],
+        [chatbot, session_id, conversation_list, *options, leave_bar, leave_text],
+        api_name="ui_leave", **PRIVATE,
+    ).then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
+           **PRIVATE).then(*show_approval, api_name="ui_approval", **PRIVATE)
+    stay.click(sessions.stay, composer, leave_bar, api_name="ui_stay", **PRIVATE)
+    conversation_list.submit(
+        sessions.act, [session_id, conversations],
+        [conversation_list, chatbot, session_id, conversations, notice],
+        api_name="ui_conversation_action", **PRIVATE,
     )
-    delete_conversation.click(
-        sessions.delete_conversation, [session_id, conversations],
-        [chatbot, session_id, conversations, conversation_list],
-        api_name="ui_delete_conversation", **PRIVATE,
-    )
+    export_md.click(sessions.export_markdown, session_id, conversation_list,
+                    api_name="ui_export_md", **PRIVATE)
+    export_json.click(sessions.export_json, session_id, conversation_list,
+                      api_name="ui_export_json", **PRIVATE)
+    settings_button.click(None, js=OPEN_SETTINGS, api_name="ui_open_settings", **PRIVATE)
+
+    # -- the open chat's settings ------------------------------------------------------------
+    for control in options:
+        control.input(sessions.save_settings, [session_id, *options], last_open,
+                      api_name="ui_save_settings", trigger_mode="always_last", **PRIVATE)
     show_thinking.input(
         sessions.show, [session_id, show_thinking], chatbot, api_name="ui_show", **PRIVATE
     )
-    session_id.change(
-        sessions.hide_export, None, export_file, api_name="ui_hide_export", **PRIVATE
-    )
-    export_md.click(sessions.export_markdown, session_id, export_file, api_name="ui_export_md",
-                    **PRIVATE)
-    export_json.click(sessions.export_json, session_id, export_file, api_name="ui_export_json",
-                      **PRIVATE)
 
     # -- models and status -------------------------------------------------------------------
     blocks.load(
-        page.load_page, [conversations, model],
-        [model, status, conversations, conversation_list], api_name="ui_load", **PRIVATE,
-    )
-    blocks.load(models.table, None, [models_tab.table, models_tab.to_delete],
-                api_name="ui_load_models", **PRIVATE)
-    refresh_picker = (page.refresh_models, model, [model, status])
+        page.load_page, [conversations, last_open],
+        [model, status, use_embedded, conversations, conversation_list, chatbot, session_id,
+         temperature, system_prompt, show_thinking, who],
+        api_name="ui_load", **PRIVATE,
+    ).then(*show_approval, api_name="ui_approval", **PRIVATE)
+    blocks.load(approvals.tools, None, tools, api_name="ui_tools", **PRIVATE)
+    refresh_tools.click(approvals.refresh_tools, None, [tools, tools_note],
+                        api_name="ui_refresh_tools", **PRIVATE)
+    blocks.load(models.table, None, models_tab.listing, api_name="ui_load_models", **PRIVATE)
+    refresh_picker = (page.refresh_models, model, [model, *status_outputs])
     refresh.click(*refresh_picker, api_name="ui_refresh_models", **PRIVATE)
     for changed in (models_tab.pulled, models_tab.deleted):
         changed.then(*refresh_picker, api_name="ui_refresh_models", **PRIVATE)
-    model.input(page.status, model, status, api_name="ui_status", show_progress="hidden",
-                **PRIVATE)
+    models_tab.used.success(  # only when a model was chosen (see `ModelsTab`)
+        page.refresh_models, models_tab.chosen, [model, *status_outputs],
+        api_name="ui_use_model", **PRIVATE,
+    ).then(lambda: gr.Tabs(selected="chat"), None, tabs, api_name="ui_to_chat",
+           **PRIVATE).then(sessions.save_settings, [session_id, *options], last_open,
+                           api_name="ui_save_settings", **PRIVATE)
+    use_embedded.click(page.use_embedded, None, [model, *status_outputs],
+                       api_name="ui_use_embedded", **PRIVATE).then(
+        sessions.save_settings, [session_id, *options], last_open, api_name="ui_save_settings",
+        **PRIVATE)
+    model.input(page.status, model, status_outputs, api_name="ui_status",
+                show_progress="hidden", **PRIVATE)
     gr.Timer(STATUS_REFRESH_SECONDS).tick(
-        page.status, model, status, api_name="ui_status", show_progress="hidden", **PRIVATE
+        page.status, model, status_outputs, api_name="ui_status", show_progress="hidden",
+        **PRIVATE,
     )
+
+
+# Opens the right-hand settings panel (Gradio's own toggle) and puts the focus in it.
+OPEN_SETTINGS = """() => {
+  const sidebar = document.querySelector('.sidebar.right');
+  if (sidebar && !sidebar.classList.contains('open')) {
+    sidebar.querySelector('.toggle-button')?.click();
+  }
+  setTimeout(() => document.querySelector('#model input')?.focus(), 300);
+}"""

@@ -1,97 +1,40 @@
-"""The Models tab: what Ollama has installed, pulling a model with progress, deleting one."""
+"""The Models tab's behaviour: what Ollama has installed (each row with "Use in chat" and
+Delete), pulling a model with its progress, and stopping a pull; how it looks is `model_table`.
+
+Each outcome is said once, where it happened, and never as a toast: above the table for the
+list, "Use in chat" and Delete; on the pull's line for a pull. Operator detail (Ollama's
+address, how to start it) sits behind "Details", and names Ollama's address only for those who
+may see it (`sees_internals`).
+"""
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from ollamastack import validation
 from ollamastack.agent.service_handle import ServiceHandle
-from ollamastack.engines.types import ModelInfo, PullProgress
-from ollamastack.errors import OllamaStackError
+from ollamastack.errors import OllamaStackError, OllamaUnavailable
 from ollamastack.web.edge import Edge, caller_of, models_refusal
-from ollamastack.web.ui.status import SKIP, open_service, warn
+from ollamastack.web.http import sees_internals, without_address
+from ollamastack.web.ui.model_table import (
+    CSS,
+    ROW_ACTIONS,
+    PullTracker,
+    action_of,
+    note,
+    pull_problem,
+    table_html,
+)
+from ollamastack.web.ui.picker import can_chat, installed
+from ollamastack.web.ui.status import SKIP, open_service
 
-HEADERS = ["Model", "Size", "Parameters", "Quantization", "Capabilities", "In memory"]
 PROGRESS_INTERVAL = 0.1  # pull progress is redrawn at most ten times a second
-PROGRESS_CSS = """
-.pull-progress { display: flex; align-items: center; gap: 12px; }
-.pull-progress progress { flex: 1; height: 14px; }
-"""
-
-
-def human_size(size: int) -> str:
-    """
-    >>> human_size(2_019_393_189), human_size(512), human_size(3_500_000)
-    ('2.0 GB', '512 B', '3.5 MB')
-    """
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
-def model_rows(models: list[ModelInfo], running: set[str]) -> list[list[str]]:
-    return [
-        [
-            m.name,
-            human_size(m.size),
-            m.parameter_size,
-            m.quantization,
-            ", ".join(m.capabilities),
-            "yes" if m.name in running else "",
-        ]
-        for m in models
-    ]
-
-
-@dataclass
-class PullTracker:
-    """Overall progress of a pull: Ollama reports bytes per layer, layer after layer."""
-
-    totals: dict[str, int] = field(default_factory=dict)
-    done: dict[str, int] = field(default_factory=dict)
-    status: str = ""
-
-    def add(self, step: PullProgress) -> None:
-        self.status = step.status
-        if step.digest and step.total:
-            self.totals[step.digest] = step.total
-            self.done[step.digest] = step.completed
-
-    @property
-    def fraction(self) -> float:
-        total = sum(self.totals.values())
-        return sum(self.done.values()) / total if total else 0.0
-
-    def html(self, name: str) -> str:
-        """A progress bar and a line of text.
-
-        >>> tracker = PullTracker()
-        >>> tracker.add(PullProgress("pulling 1a2b", completed=500, total=2000, digest="d1"))
-        >>> print(tracker.html("qwen3").replace("> <", ">\\n<"))
-        <div class="pull-progress"><progress value="0.250" max="1"></progress>
-        <span>qwen3: pulling 1a2b · 25% of 2.0 kB</span></div>
-        """
-        total = sum(self.totals.values())
-        size = f" · {self.fraction:.0%} of {human_size(total)}" if total else ""
-        text = html.escape(f"{name}: {self.status}{size}")
-        return (
-            f'<div class="pull-progress"><progress value="{self.fraction:.3f}" max="1">'
-            f"</progress> <span>{text}</span></div>"
-        )
-
-
-def note(text: str) -> str:
-    return f'<div class="pull-progress"><span>{html.escape(text)}</span></div>'
 
 
 class ModelsHandlers:
@@ -111,22 +54,55 @@ class ModelsHandlers:
         self.update_interval = update_interval
         self.clock = clock
 
-    async def table(self) -> tuple[list[list[str]], dict]:
-        """(rows of the models table, choices of the delete picker)."""
+    def _shown(self, text: str, request: gr.Request | None) -> str:
+        """`text` as this caller may read it: Ollama's address only for `sees_internals`."""
+        caller = caller_of(request)
+        if request is None or sees_internals(self.edge.settings, caller.user, caller.client):
+            return text
+        return without_address(text, *self.edge.settings.ollama_hosts)
+
+    def _problem(self, doing: str, error: OllamaStackError, request: gr.Request | None) -> str:
+        """A failure's note: plain words, and Ollama's own message behind "Details"."""
+        if isinstance(error, OllamaUnavailable):
+            words, detail = f"{doing}: Ollama is not reachable.", str(error)
+        else:
+            words, detail = f"{doing}: {error}", ""
+        return note(self._shown(words, request), self._shown(detail, request), alert=True,
+                    css="models-notice")
+
+    async def table(
+        self, request: gr.Request | None = None, *, confirming: str = "", focus: str = "",
+        said: str = "",
+    ) -> tuple[str, str]:
+        """(the models table, the notice above it: why it is empty, or what was just done)."""
         service = await open_service(self.handle)
-        try:
-            models = await service.engines.list_models()
-            running = {m.name for m in await service.engines.running_models()}
-        except OllamaStackError as error:
-            warn(str(error))
-            return [], gr.update(choices=[], value=None)
-        names = [m.name for m in models if not m.embedded]  # it comes with the app
-        return model_rows(models, running), gr.update(choices=names, value=None)
+        listed = await installed(service.engines)
+        running: set[str] = set()
+        try:  # not asked while Ollama is down: each try may wait for its connect timeout
+            if listed.reachable:
+                running = {m.name for m in await service.engines.running_models()}
+        except OllamaStackError:
+            pass  # the table is still right without it
+        may_manage = not models_refusal(self.edge.settings, caller_of(request).user)
+        table = table_html(listed, running, may_manage=may_manage, confirming=confirming,
+                           focus=focus)
+        if listed.reachable:
+            return table, said
+        if any(m.embedded for m in listed.models):
+            words = ("Ollama is not reachable, so its models are not listed; the embedded model "
+                     "below still answers in the Chat tab.")
+        else:
+            words = ("Ollama is not reachable, so no models are listed. Start it, then press "
+                     "Refresh list.")
+        detail = self._shown(listed.problem, request)
+        return table, note(words, detail, alert=True, css="models-notice")
 
     async def pull(
         self, name: str, request: gr.Request | None = None
     ) -> AsyncIterator[tuple[Any, ...]]:
-        """Pull `name`, streaming (progress, table, delete picker); the table ends refreshed."""
+        """Pull `name`, streaming (progress, table, notice, Pull button, Cancel button); the
+        table ends refreshed. Stopping the stream (Cancel) closes the request to Ollama."""
+        idle, hidden = gr.update(interactive=True), gr.update(visible=False)
         caller = caller_of(request)
         with self.edge.audit("ui_pull", caller, model=str(name)) as entry:
             try:
@@ -134,119 +110,155 @@ class ModelsHandlers:
                 name = validation.model_name(name, registries=self.edge.settings.registries)
             except OllamaStackError as error:
                 entry.fail(error)
-                warn(str(error))
-                yield note(str(error)), SKIP, SKIP
+                yield note(str(error), alert=True), SKIP, SKIP, SKIP, SKIP
                 return
             service = await open_service(self.handle)
-            tracker = PullTracker(status="starting")
-            yield tracker.html(name), SKIP, SKIP
+            tracker = PullTracker(name, clock=self.clock)
+            yield tracker.html(), SKIP, SKIP, gr.update(interactive=False), gr.update(visible=True)
             last = self.clock()
             try:
-                async with aclosing(service.engines.pull(name)) as steps:
+                async with aclosing(service.pull_model(name, caller.user)) as steps:
                     async for step in steps:
                         changed = step.status != tracker.status and not step.digest
                         tracker.add(step)
                         now = self.clock()
                         if changed or now - last >= self.update_interval:
-                            yield tracker.html(name), SKIP, SKIP
+                            yield tracker.html(), SKIP, SKIP, SKIP, SKIP
                             last = now
             except OllamaStackError as error:
                 entry.fail(error)
-                warn(f"Could not pull {name}: {error}")
-                yield note(f"Could not pull {name}: {error}"), SKIP, SKIP
+                words, detail = pull_problem(name, error)
+                shown = note(self._shown(words, request), self._shown(detail, request),
+                             alert=True)
+                yield shown, SKIP, SKIP, idle, hidden
                 return
-            rows, picker = await self.table()
-            yield note(f"{name} is installed."), rows, picker
+            table, notice = await self.table(request)
+            done = note(f"{name} is installed: press “Use in chat” in its row to chat with it.")
+            yield done, table, notice, idle, hidden
 
-    def ask_delete(self, name: str | None, request: gr.Request | None = None) -> tuple[dict, str]:
-        """Show the confirmation: (confirmation box, its text)."""
-        if not name:
-            warn("Choose a model to delete.")
-            return gr.update(visible=False), ""
-        if refusal := models_refusal(self.edge.settings, caller_of(request).user):
-            warn(refusal)
-            return gr.update(visible=False), ""
-        question = f"Delete **{name}** from Ollama? Its files are removed; pull it to get it back."
-        return gr.update(visible=True), question
+    def cancel_pull(self, name: str) -> tuple[str, dict, dict]:
+        """What Cancel leaves: (progress, Pull button, Cancel button). Ollama keeps what it
+        downloaded (until it restarts), so pulling the same name again resumes."""
+        name = str(name or "").strip() or "the model"
+        words = (f"Stopped pulling {name}. Ollama keeps the parts already downloaded until it "
+                 f"restarts: pull {name} again to resume.")
+        return note(words), gr.update(interactive=True), gr.update(visible=False)
 
-    def cancel_delete(self) -> dict:
-        return gr.update(visible=False)
+    async def row_action(
+        self, event: gr.EventData, request: gr.Request | None = None
+    ) -> tuple[str, str]:
+        """A row's Delete (ask first) or Keep it: (table, notice)."""
+        action, model = action_of(event)
+        if action == "delete":
+            if refusal := models_refusal(self.edge.settings, caller_of(request).user):
+                return SKIP, note(refusal, alert=True, css="models-notice")
+            return await self.table(request, confirming=model)
+        return await self.table(request, focus=model)  # "Keep it"
 
     async def delete(
-        self, name: str | None, request: gr.Request | None = None
-    ) -> tuple[dict, Any, Any, str]:
-        """Delete after confirmation: (confirmation box, table, delete picker, note)."""
-        hidden = gr.update(visible=False)
-        if not name:
-            return hidden, SKIP, SKIP, ""
+        self, event: gr.EventData, request: gr.Request | None = None
+    ) -> tuple[str, str]:
+        """A row's "Yes, delete": (table, notice)."""
+        action, model = action_of(event)
+        if action != "confirm":  # only that button deletes
+            return SKIP, SKIP
         caller = caller_of(request)
-        with self.edge.audit("ui_delete_model", caller, model=str(name)) as entry:
+        with self.edge.audit("ui_delete_model", caller, model=model) as entry:
             try:
                 self.edge.check_models(caller)
-                name = validation.model_name(name, registries=self.edge.settings.registries)
+                name = validation.model_name(model, registries=self.edge.settings.registries)
                 service = await open_service(self.handle)
-                await service.engines.delete(name)
+                await service.delete_model(name, caller.user)
             except OllamaStackError as error:
                 entry.fail(error)
-                warn(f"Could not delete {name}: {error}")
-                return hidden, SKIP, SKIP, note(f"Could not delete {name}: {error}")
-            rows, picker = await self.table()
-            return hidden, rows, picker, note(f"{name} was deleted.")
+                table, _ = await self.table(request)
+                return table, self._problem(f"Could not delete {model}", error, request)
+            return await self.table(request, said=note(f"{name} was deleted.", css="models-notice"))
+
+    async def use(
+        self, event: gr.EventData, request: gr.Request | None = None
+    ) -> tuple[str, str]:
+        """A row's "Use in chat": (the chosen model, notice); a model that is gone or cannot
+        chat is not chosen ("")."""
+        _, model = action_of(event)
+        service = await open_service(self.handle)
+        listed = await installed(service.engines)
+        found = next((m for m in listed.models if m.name == model), None)
+        if found is None:
+            words = f"{model or 'That model'} is not installed any more: press Refresh list."
+            return "", note(words, alert=True, css="models-notice")
+        if not can_chat(found):
+            words = f"{found.name} only makes embeddings (vectors of text): it cannot chat."
+            return "", note(words, alert=True, css="models-notice")
+        return found.name, note(f"The chat now uses {found.name}.", css="models-notice")
+
+    @staticmethod
+    def chose(chosen: str) -> None:
+        """Let the chain after "Use in chat" go on only when a model was chosen: an event
+        that raises stops its `.success` listeners (the notice has said why; no toast)."""
+        if not chosen:
+            raise gr.Error("No model was chosen.", visible=False, print_exception=False)
 
 
 @dataclass
 class ModelsTab:
-    """The tab's components that the page wires to the rest (e.g. the chat's model picker)."""
+    """What the page wires to the rest: `listing` is what `ModelsHandlers.table` fills (on page
+    load); `used` succeeds when "Use in chat" chose a model, which `chosen` then holds: chain
+    `used.success(switch, chosen, ...)` (not `.then`, which also runs when nothing was chosen);
+    `pulled` and `deleted` end with the installed models changed (refresh the picker then)."""
 
-    table: gr.Dataframe
-    to_delete: gr.Dropdown
-    pulled: Any  # the pull's event, to chain a refresh of the chat's picker
+    table: gr.HTML
+    notice: gr.HTML
+    chosen: gr.State
+    used: Any  # "Use in chat" chose `chosen`: chain `.success(..., inputs=chosen)`
+    pulled: Any
     deleted: Any
+
+    @property
+    def listing(self) -> list[gr.HTML]:
+        return [self.table, self.notice]
 
 
 def build_models_tab(handlers: ModelsHandlers) -> ModelsTab:
     """Lay out the tab inside the open `gr.Tab` and wire its events."""
     private: dict[str, Any] = {"api_visibility": "private"}
-    table = gr.Dataframe(
-        headers=HEADERS, datatype="str", interactive=False, label="Installed models",
-        elem_id="models-table", wrap=True,
-    )
-    with gr.Row():
-        refresh = gr.Button("↻ Refresh", size="sm", scale=0, min_width=120)
+    with gr.Row(equal_height=True):
+        gr.Markdown("#### Installed models")
+        refresh = gr.Button("↻ Refresh list", size="sm", scale=0, min_width=130,
+                            elem_id="models-refresh")
+    notice = gr.HTML(elem_id="models-notice", css_template=CSS)
+    table = gr.HTML(elem_id="models-table", js_on_load=ROW_ACTIONS, css_template=CSS,
+                    label="Installed models")
+    chosen = gr.State("")
     gr.Markdown("#### Pull a model")
     with gr.Row(equal_height=True):
         pull_name = gr.Textbox(
-            show_label=False, placeholder="A name from ollama.com/library: llama3.2, qwen3:8b…",
-            scale=4, elem_id="pull-name", container=False,
+            label="Model to pull", scale=4, elem_id="pull-name",
+            placeholder="e.g. qwen3:8b", info="A name from ollama.com/library or hf.co/…",
         )
-        pull_button = gr.Button("Pull", variant="primary", scale=1, min_width=120)
-    progress = gr.HTML(elem_id="pull-progress", css_template=PROGRESS_CSS)
-    gr.Markdown("#### Delete a model")
-    with gr.Row(equal_height=True):
-        to_delete = gr.Dropdown(
-            show_label=False, choices=[], scale=4, container=False, elem_id="delete-name"
-        )
-        delete_button = gr.Button("Delete…", variant="stop", scale=1, min_width=120)
-    with gr.Group(visible=False) as confirm:
-        question = gr.Markdown()
-        with gr.Row():
-            confirm_button = gr.Button("Yes, delete it", variant="stop")
-            cancel_button = gr.Button("Cancel")
+        pull_button = gr.Button("Pull", variant="primary", scale=1, min_width=100,
+                                elem_id="pull")
+        cancel_button = gr.Button("Cancel pull", scale=1, min_width=100, visible=False,
+                                  elem_id="cancel-pull")
+    progress = gr.HTML(elem_id="pull-progress", css_template=CSS)
 
-    listing = [table, to_delete]
+    listing = [table, notice]
     refresh.click(handlers.table, None, listing, api_name="ui_models_table", **private)
     pulled = gr.on(
         [pull_button.click, pull_name.submit], handlers.pull, pull_name,
-        [progress, table, to_delete], api_name="ui_pull", show_progress="hidden", **private,
-    )
-    delete_button.click(
-        handlers.ask_delete, to_delete, [confirm, question], api_name="ui_ask_delete", **private
+        [progress, table, notice, pull_button, cancel_button], api_name="ui_pull",
+        show_progress="hidden", **private,
     )
     cancel_button.click(
-        handlers.cancel_delete, None, confirm, api_name="ui_cancel_delete", **private
+        handlers.cancel_pull, pull_name, [progress, pull_button, cancel_button],
+        cancels=[pulled], api_name="ui_cancel_pull", **private,
     )
-    deleted = confirm_button.click(
-        handlers.delete, to_delete, [confirm, table, to_delete, progress],
-        api_name="ui_delete_model", **private,
-    )
-    return ModelsTab(table=table, to_delete=to_delete, pulled=pulled, deleted=deleted)
+    table.click(handlers.row_action, None, listing, api_name="ui_model_row", **private)
+    deleted = table.select(handlers.delete, None, listing, api_name="ui_delete_model",
+                           **private)
+    pressed = table.submit(handlers.use, None, [chosen, notice], api_name="ui_use_model",
+                           **private)
+    used = pressed.success(handlers.chose, chosen, None, api_name="ui_chose_model",
+                           **private)
+    return ModelsTab(table=table, notice=notice, chosen=chosen, used=used, pulled=pulled,
+                     deleted=deleted)

@@ -1,20 +1,21 @@
-"""What the page says about Ollama (the status line, the model picker's choices), and what
-every page handler shares: toasts, opening the chat service, `SKIP`."""
+"""What the page says about Ollama (the status line), and what every page handler shares:
+toasts, opening the chat service, `SKIP`, how an error reads to this viewer."""
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from ollamastack.engines.types import EMBEDDED, ModelInfo
+from ollamastack.engines.types import EMBEDDED
 from ollamastack.errors import OllamaStackError
 from ollamastack.web.edge import caller_of, user_errors
-from ollamastack.web.http import OLLAMA_DOWN, sees_internals, without_address
+from ollamastack.web.http import sees_internals, without_address
+from ollamastack.web.ui.picker import full_name
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
@@ -47,101 +48,55 @@ async def open_service(handle: ServiceHandle) -> ChatService:
         return await handle.get()
 
 
-def full_name(model: str) -> str:
-    """The name Ollama lists a model under.
-
-    >>> full_name("llama3.2"), full_name("qwen3:8b"), full_name("hf.co/a/b")
-    ('llama3.2:latest', 'qwen3:8b', 'hf.co/a/b:latest')
-    """
-    if ":" in model.rsplit("/", 1)[-1]:
-        return model
-    return f"{model}:latest"
-
-
-def model_label(model: ModelInfo) -> str:
-    """The picker's label: the name, marked when the model cannot use tools or thinks.
-
-    >>> model_label(ModelInfo("gemma3:latest", 1, "4B", "Q4_K_M", "gemma3", ("completion",)))
-    'gemma3:latest (prompted tools)'
-    >>> model_label(ModelInfo("qwen3:8b", 1, "8B", "Q4_K_M", "qwen3", ("tools", "thinking")))
-    'qwen3:8b (thinking)'
-    >>> model_label(ModelInfo("embedded/smollm2-135m", 1, "135M", "Q4_1", "", ("completion",),
-    ...                       engine="embedded"))
-    'embedded/smollm2-135m (in the app, prompted tools)'
-    """
-    marks = ["in the app"] if model.embedded else []
-    marks += [] if model.supports_tools else ["prompted tools"]  # no native tool calling
-    if "thinking" in model.capabilities:
-        marks.append("thinking")
-    return f"{model.name} ({', '.join(marks)})" if marks else model.name
-
-
-def pick_model(names: Sequence[str], current: str | None, default: str) -> str:
-    """Keep the current choice if still installed, else the configured default, else the first.
-
-    >>> pick_model(["a:latest", "llama3.2:latest"], None, "llama3.2")
-    'llama3.2:latest'
-    >>> pick_model(["a:latest", "b:latest"], "b:latest", "llama3.2")
-    'b:latest'
-    >>> pick_model([], None, "llama3.2")
-    'llama3.2'
-    """
-    for wanted in (current, default):
-        if wanted in names:  # e.g. the embedded model, which has no tags
-            return wanted
-        if wanted and full_name(wanted) in names:
-            return full_name(wanted)
-    return names[0] if names else default
-
-
-def model_picker(models: Sequence[ModelInfo] | None, current: str | None, default: str) -> dict:
-    """The picker's update; with Ollama unreachable it offers the default alone."""
-    if not models:
-        keep = current or default
-        return gr.update(choices=[(keep, keep)], value=keep)
-    names = [m.name for m in models]
-    return gr.update(
-        choices=[(model_label(m), m.name) for m in models],
-        value=pick_model(names, current, default),
-    )
-
-
 async def status_line(engines: Engines, model: str, *, internals: bool = False) -> str:
-    """Whether Ollama answers, and whether `model` is there and loaded; for the embedded
-    model, that it answers from inside the app and how to connect Ollama. Where Ollama runs
-    and its version only with `internals` (see `shows_internals`): the page may be public."""
+    return (await status_of(engines, model, internals=internals))[0]
+
+
+async def status_of(
+    engines: Engines, model: str, *, internals: bool = False
+) -> tuple[str, str | None]:
+    """The status line: whether Ollama answers, and whether `model` is there and loaded; and
+    the embedded model's name when Ollama is down and it could answer instead (else None).
+
+    Said briefly and once: why a turn failed is the chat's to say. Where Ollama runs and its
+    version only with `internals` (see `shows_internals`): the page may be public."""
     health = await engines.health()
-    problem = ""
-    if not health.reachable and internals:
-        problem = health.error if health.url in health.error else f"{health.url}: {health.error}"
-    elif not health.reachable:
-        problem = hidden(engines, health.error or OLLAMA_DOWN)
-    head = f"Ollama {health.version} at `{health.url}`" if internals else "Ollama is up"
+    where = f" at `{health.url}`" if internals else ""
+    head = f"Ollama {health.version}{where}" if internals else "Ollama is up"
+    embedded = engines.embedded.name if engines.embedded is not None else None
     if engines.engine_of(model) == EMBEDDED:
-        here = f"model `{model}` is the small model that runs inside the app (llama.cpp, CPU)"
-        if problem:
-            return (f"{YELLOW_DOT} {problem} · {here}: to chat with your own models, start "
-                    "Ollama or point `OLLAMA_HOST` at it, then pick one here")
-        return f"{GREEN_DOT} {head} · {here}"
-    if problem:
-        return f"{RED_DOT} {problem}"
+        here = f"`{model}` is the small built-in model (runs inside the app, on the CPU)"
+        if not health.reachable:
+            return f"{YELLOW_DOT} Ollama{where} is not answering · {here}", None
+        return f"{GREEN_DOT} {head} · {here}", None
+    if not health.reachable:
+        return f"{RED_DOT} Ollama{where} is not answering", embedded
     try:
         installed = {m.name for m in await engines.list_models()}
         running = {m.name for m in await engines.running_models()}
-    except OllamaStackError as error:
-        shown = str(error) if internals else hidden(engines, str(error))
-        return f"{RED_DOT} {head}: {shown}"
+    except OllamaStackError:
+        return f"{RED_DOT} {head}, but it could not list its models", embedded
     if full_name(model) not in installed:
-        return f"{RED_DOT} {head} · model `{model}` is not installed: pull it in the Models tab"
+        return (f"{RED_DOT} {head} · model `{model}` is not installed: pick another, or pull "
+                "it in the Models tab"), None
     if full_name(model) in running:
-        return f"{GREEN_DOT} {head} · model `{model}` is loaded in memory"
+        return f"{GREEN_DOT} {head} · model `{model}` is loaded in memory", None
     cold = "is not loaded yet: its first answer waits while it loads"
-    return f"{GREEN_DOT} {head} · model `{model}` {cold}"
+    return f"{GREEN_DOT} {head} · model `{model}` {cold}", None
 
 
 def hidden(engines: Engines, text: str) -> str:
     """An error's message naming none of Ollama's addresses, for a page that may be public."""
     return without_address(text, *engines.settings.ollama_hosts)
+
+
+def redactor(
+    settings: Settings, engines: Engines, request: gr.Request | None
+) -> Callable[[str], str]:
+    """How this viewer may read an error's text: whole, or naming no Ollama address."""
+    if shows_internals(settings, request):
+        return str
+    return lambda text: hidden(engines, text)
 
 
 def shows_internals(settings: Settings, request: gr.Request | None) -> bool:
