@@ -28,17 +28,12 @@ from ollamastack.web.api_schema import (
     HealthInfo,
     ModelEntry,
     PullStatus,
-    RenamedSession,
-    SearchEntry,
-    SessionEntry,
     ToolEntry,
-    message_entry,
     model_entry,
     pull_status,
-    search_entry,
-    session_entry,
     tool_entry,
 )
+from ollamastack.web.api_sessions import SessionEndpoints
 from ollamastack.web.coalesce import FRAME_SECONDS, same_run
 from ollamastack.web.edge import Edge, caller_of, user_errors
 from ollamastack.web.http import reported_health
@@ -186,82 +181,6 @@ class NamedApi:
         body = await reported_health(self.handle, self.settings, caller.user, caller.client)
         return HealthInfo(**body)
 
-    async def history(self, session_id: str, request: gr.Request | None = None) -> list[dict]:
-        """The stored messages of a conversation, oldest first, tool calls included.
-
-        Each is {"role", "content"} (role user, assistant, tool or system); an assistant
-        message that called tools has "tool_calls" [{"name", "args"}], a tool message "name",
-        and an answer cut short (stopped, or Ollama failed) "interrupted" with the reason.
-
-        Args:
-            session_id: The conversation, as returned by /chat or /sessions.
-        """
-        caller = caller_of(request)
-        with user_errors(), self.edge.audit("/history", caller, session_id=str(session_id)):
-            service = await self.handle.get()
-            messages = await service.history(session_id, caller.user)
-            return [message_entry(m) for m in messages]
-
-    async def sessions(self, request: gr.Request | None = None) -> list[SessionEntry]:
-        """Your conversations, most recently active first, titled by their first message."""
-        caller = caller_of(request)
-        with user_errors(), self.edge.audit("/sessions", caller):
-            service = await self.handle.get()
-            return [session_entry(s) for s in await service.sessions(caller.user)]
-
-    async def delete_session(self, session_id: str, request: gr.Request | None = None) -> dict:
-        """Delete a conversation and everything stored for it.
-
-        Args:
-            session_id: The conversation, as returned by /chat or /sessions.
-        """
-        caller = caller_of(request)
-        audited = self.edge.audit("/delete_session", caller, session_id=str(session_id))
-        with user_errors(), audited:
-            service = await self.handle.get()
-            await service.delete_session(session_id, caller.user)
-            return {"session_id": session_id, "deleted": True}
-
-    async def search_conversations(
-        self, query: str, request: gr.Request | None = None
-    ) -> list[SearchEntry]:
-        """Find your conversations by words in any message, yours or the model's.
-
-        Each result is the newest matching message of one conversation, newest first (at most
-        20): session_id, title, snippet (plain text around the words) and message_index (the
-        message's place in /history). Every word must appear; the last may be the start of a
-        word. Quotes and operators are not query syntax, only words count. Counts like a
-        message against the rate limit.
-
-        Args:
-            query: The words to find, at most 200 characters on one line.
-        """
-        caller = caller_of(request)
-        content = query if isinstance(query, str) else None
-        with user_errors(), self.edge.audit("/search_conversations", caller, message=content):
-            self.edge.count_message(caller)
-            service = await self.handle.get()
-            return [search_entry(f) for f in await service.search_conversations(query, caller.user)]
-
-    async def rename_session(
-        self, session_id: str, title: str, request: gr.Request | None = None
-    ) -> RenamedSession:
-        """Give a conversation a new title (one line, at most 200 characters).
-
-        Args:
-            session_id: The conversation, as returned by /chat or /sessions.
-            title: The new title.
-        """
-        caller = caller_of(request)
-        content = title if isinstance(title, str) else None
-        audited = self.edge.audit(
-            "/rename_session", caller, session_id=str(session_id), message=content
-        )
-        with user_errors(), audited:
-            service = await self.handle.get()
-            title = await service.rename_session(session_id, title, caller.user)
-            return {"session_id": session_id, "title": title}
-
     async def pull_model(
         self, name: str, request: gr.Request | None = None
     ) -> AsyncIterator[PullStatus]:
@@ -323,17 +242,18 @@ def register_api(
 ) -> NamedApi:
     """Register every endpoint inside the open Blocks; returns the object serving them."""
     api = NamedApi(settings, handle, edge, update_interval=update_interval, usage=usage)
+    conversations = SessionEndpoints(handle, edge)
     endpoints: list[Any] = [
         api.chat,
         api.approve_tool,
         api.tools,
         api.models,
         api.health,
-        api.history,
-        api.sessions,
-        api.delete_session,
-        api.search_conversations,
-        api.rename_session,
+        conversations.history,
+        conversations.sessions,
+        conversations.delete_session,
+        conversations.search_conversations,
+        conversations.rename_session,
         api.pull_model,
         api.delete_model,
         api.usage,
