@@ -78,7 +78,12 @@ def titles(page: Page):
 
 
 async def show_conversations(page: Page) -> None:
-    """On a phone the list starts closed: open it."""
+    """On a phone the list starts closed: open it (closing the settings panel first)."""
+    settings = page.locator(".sidebar.right")  # on a phone it would cover the list's toggle
+    if "open" in (await settings.get_attribute("class") or "") and (
+            (page.viewport_size or DESKTOP)["width"] < 768):
+        await page.get_by_role("button", name="Show or hide chat settings").click()
+        await expect(settings).not_to_have_class(OPEN)
     sidebar = page.locator(".sidebar:not(.right)")
     toggle = page.get_by_role("button", name="Show or hide the conversations")
     await expect(toggle).to_be_visible()  # named once the page has laid itself out
@@ -310,11 +315,12 @@ async def test_a_deleted_conversation_is_gone_for_good_once_its_undo_expires(
 # -- per-chat settings -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("size", SIZES)
 async def test_each_chat_keeps_its_settings_across_a_reload(
-    browser: Browser, app_url: str, ollama_server: FakeOllama
+    browser: Browser, app_url: str, ollama_server: FakeOllama, size: dict
 ):
     ollama_server.add_model("gemma3", capabilities=("completion",))
-    page = await open_page(browser, app_url, DESKTOP)
+    page = await open_page(browser, app_url, size)
     await page.click("#open-settings")
     await expect(page.locator("#model input")).to_be_focused()
     await page.fill("#system-prompt textarea", "You are a pirate.")
@@ -323,8 +329,11 @@ async def test_each_chat_keeps_its_settings_across_a_reload(
     await expect(bot_messages(page).last).to_contain_text("You said: pirate chat")
     assert ollama_server.chat_requests[-1]["messages"][0]["content"] == "You are a pirate."
 
+    await show_conversations(page)
     await page.click("#new-chat")  # a new chat starts from the settings on screen...
+    await expect(bot_messages(page)).to_have_count(0)
     await expect(page.locator("#system-prompt textarea")).to_have_value("You are a pirate.")
+    await page.click("#open-settings")
     await page.fill("#system-prompt textarea", "You are a poet.")
     await page.locator("#system-prompt textarea").blur()
     await page.click("#model input")
@@ -338,6 +347,7 @@ async def test_each_chat_keeps_its_settings_across_a_reload(
     await expect(page.locator("#system-prompt textarea")).to_have_value("You are a poet.")
     await expect(page.locator("#model input")).to_have_value(re.compile("^gemma3:latest · "),
                                                              timeout=15_000)
+    await show_conversations(page)
     await titles(page).filter(has_text="pirate chat").click()
     await expect(page.locator("#system-prompt textarea")).to_have_value("You are a pirate.")
     await expect(page.locator("#model input")).to_have_value(re.compile("^llama3.2:latest · "))

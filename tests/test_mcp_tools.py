@@ -362,3 +362,29 @@ def test_the_servers_file(monkeypatch, tmp_path: Path, script: Path):
     assert load_settings().mcp_connections == {"notes": {
         "transport": "stdio", "command": sys.executable, "args": [str(script), "stdio"],
         "env": {"A": "1"}}}
+
+
+async def test_the_pages_status_line_names_a_server_that_is_down(
+    ollama_server: FakeOllama, script: Path
+):
+    """The page's status line says which MCP server's tools are left out (until a refresh
+    finds it), after what it says of Ollama and the model."""
+    from ollamastack.agent.service_handle import ServiceHandle
+    from ollamastack.web.ui.page import PageHandlers
+
+    server = HttpServer(script, free_port())
+    settings = make_settings(ollama_server, mcp_servers=http_servers(server), tool_timeout=5)
+    handle = ServiceHandle(settings)
+    try:
+        status, _ = await PageHandlers(settings, handle).status(settings.model)
+        assert status.endswith(
+            " · MCP server notes is not reachable; its tools are left out.")
+        server.start()
+        try:
+            await (await handle.get()).refresh_tools()
+            status, _ = await PageHandlers(settings, handle).status(settings.model)
+        finally:
+            server.kill()
+        assert "MCP server" not in status
+    finally:
+        await handle.close()
