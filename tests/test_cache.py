@@ -172,3 +172,17 @@ async def test_other_users_other_temperatures_and_failed_turns_go_to_ollama(
     ollama_server.enqueue_text("Ten.")
     assert (await turn(cached_service, "5 + 5?", user="ann"))[0] == "Ten."
     assert len(ollama_server.chat_requests) == 5
+
+
+def test_clearing_one_users_view_forgets_their_answers_only() -> None:
+    from langchain_core.outputs import ChatGeneration
+
+    shared = ExpiringCache(60)
+    ann, bob = ScopedCache(shared, "ann"), ScopedCache(shared, "bob")
+    answer = [ChatGeneration(message=AIMessage("42"))]
+    ann.update("6*7?", "model=llama3.2", answer)
+    bob.update("6*7?", "model=llama3.2", answer)
+    ann.clear()
+    assert ann.lookup("6*7?", "model=llama3.2") is None
+    assert [g.message.content for g in bob.lookup("6*7?", "model=llama3.2") or []] == ["42"]
+    assert len(shared) == 1

@@ -66,7 +66,10 @@ class ExpiringCache(BaseCache):
             self._entries.popitem(last=False)
 
     def clear(self, **kwargs: Any) -> None:
-        self._entries.clear()
+        """Forget every entry; `prefix=`: only those whose `llm_string` starts with it."""
+        prefix = str(kwargs.get("prefix", ""))
+        for key in [k for k in self._entries if k[1].startswith(prefix)]:
+            del self._entries[key]
 
     # a dict needs no thread: BaseCache's async methods would hop to one for each call
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
@@ -95,7 +98,8 @@ class ScopedCache(BaseCache):
         self.cache.update(prompt, self._key(llm_string), return_val)
 
     def clear(self, **kwargs: Any) -> None:
-        raise NotImplementedError("clear the shared cache, not one user's view of it")
+        """Forget this user's entries (the others' stay)."""
+        self.cache.clear(prefix=self._key(""))
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         return await self.cache.alookup(prompt, self._key(llm_string))

@@ -15,6 +15,7 @@ import asyncio
 import re
 import sqlite3
 import unicodedata
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -80,23 +81,23 @@ def searchable(messages: Sequence[Any], start: int = 0) -> list[tuple[int, str]]
     ]
 
 
-class SearchIndex:
+class SearchIndex(ABC):
     """The rows of one database; `add` and `remove` keep them in step, `search` reads."""
 
+    @abstractmethod
     async def setup(self) -> None:
         """Create the tables and indexes when missing."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def add(
         self, session_id: str, owner: str, start: int, entries: Sequence[tuple[int, str]]
     ) -> None:
         """Index `entries` ((index, text), from `searchable`) as the messages of
         `session_id` from `start` on, replacing what was indexed there (a turn stored again)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def remove(self, session_id: str, start: int = 0) -> None:
         """Forget the messages of `session_id` from `start` on (undo; all: delete)."""
-        raise NotImplementedError
 
     async def search(self, owner: str, query: object, limit: int = RESULTS) -> list[Hit]:
         """`owner`'s conversations with every word of `query` (the last as a prefix),
@@ -104,8 +105,9 @@ class SearchIndex:
         words = query_words(query)
         return await self._search(owner, words, limit) if words else []
 
+    @abstractmethod
     async def _search(self, owner: str, words: list[str], limit: int) -> list[Hit]:
-        raise NotImplementedError
+        """The hits of `words` (already split and checked)."""
 
 
 def fts5_query(words: list[str]) -> str:
