@@ -435,3 +435,39 @@ async def test_the_whole_turn_cycle_works_from_the_keyboard(
     await expect(bot_messages(page).last).to_contain_text("You said: second question")
     await expect(page.locator('#chat [data-testid="user"]')).to_have_text(
         ["first question", "second question"])
+
+
+async def test_search_finds_words_in_any_message_and_opens_the_conversation_there(
+    browser: Browser, app_url: str, ollama_server: FakeOllama
+):
+    page = await open_page(browser, app_url, DESKTOP)
+    ollama_server.enqueue_text("Take the path past the old olive press to Fiesole.")
+    await ask(page, "Plan a walk near Florence")
+    await expect(bot_messages(page).last).to_contain_text("olive press")
+    for n in range(6):  # a long conversation: the match is far above its end
+        await ask(page, f"filler message number {n}")
+        await expect(bot_messages(page).last).to_contain_text(f"filler message number {n}")
+    await page.click("#new-chat")
+    await expect(bot_messages(page)).to_have_count(0)
+    await ask(page, "something else entirely")
+    await expect(bot_messages(page).last).to_contain_text("You said: something else")
+
+    await page.fill("#search input, #search textarea", "olive")
+    await page.press("#search input, #search textarea", "Enter")
+    await expect(page.locator("#conversations .group")).to_have_text(["Found for “olive”"])
+    result = titles(page)
+    await expect(result).to_have_count(1)
+    await expect(result.locator(".snippet")).to_contain_text("olive press")
+    await shot(page, "search")
+    await result.click()
+    await expect(page.locator('#chat [data-testid="user"]').first).to_have_text(
+        "Plan a walk near Florence")
+    matched = bot_messages(page).filter(has_text="olive press")
+    await expect(matched).to_be_in_viewport()  # scrolled to the message that matched
+    await expect(page.locator("#conversations .group")).to_have_text(["Found for “olive”"])
+
+    search = page.locator("#search input, #search textarea")
+    await search.press("Control+a")
+    await search.press("Backspace")  # emptied: the list again
+    await expect(page.locator("#conversations .group")).to_have_text(["Today"])
+    await expect(titles(page)).to_have_count(2)

@@ -34,8 +34,9 @@ TEMPLATE = """
   <ul>
   {{#each this.items}}
     <li class="item{{#if this.selected}} selected{{/if}}" data-id="{{this.id}}">
-      <button type="button" class="open" title="{{this.title}}"
-        {{#if this.selected}}aria-current="true"{{/if}}>{{this.title}}</button>
+      <button type="button" class="open" title="{{this.title}}" data-index="{{this.index}}"
+        {{#if this.selected}}aria-current="true"{{/if}}>{{this.title}}{{#if this.snippet}}
+        <span class="snippet">{{this.snippet}}</span>{{/if}}</button>
       <button type="button" class="more" aria-haspopup="menu" aria-expanded="false"
               aria-label="Actions for {{this.title}}">⋯</button>
       <div class="menu" role="menu" hidden>
@@ -48,7 +49,9 @@ TEMPLATE = """
   {{/each}}
   </ul>
 {{/each}}
-{{#unless value.groups.length}}<p class="empty">No conversations yet.</p>{{/unless}}
+{{#unless value.groups.length}}
+  <p class="empty">{{#if value.searched}}Nothing found.{{else}}No conversations yet.{{/if}}</p>
+{{/unless}}
 </nav>
 """
 
@@ -88,6 +91,8 @@ CSS = """
   white-space: nowrap; text-overflow: ellipsis; vertical-align: bottom; }
 .conv-list .undo-button { background: none; border: 1px solid var(--border-color-primary);
   border-radius: 4px; padding: 2px 8px; color: #1d4ed8; cursor: pointer; font: inherit; }
+.conv-list .snippet { display: block; white-space: normal; font-size: var(--text-sm);
+  color: var(--body-text-color-subdued); font-weight: normal; }
 .conv-list .empty { color: var(--body-text-color-subdued); font-size: var(--text-sm);
   margin: 8px 4px; }
 """
@@ -130,7 +135,9 @@ element.addEventListener('click', (event) => {
   const item = button.closest('li');
   if (button.classList.contains('open')) {
     closeMenus();
-    trigger('select', {id: item.dataset.id});
+    const index = button.dataset.index;
+    const found = index === '' || index === undefined ? {} : {index: Number(index)};
+    trigger('select', {id: item.dataset.id, ...found});
     window.closeListOnPhone?.();
   } else if (button.classList.contains('more')) {
     const menu = button.nextElementSibling;
@@ -168,6 +175,20 @@ const hideUndoLater = () => {
 };
 hideUndoLater();
 watch('value', hideUndoLater);
+// After opening a search result: the chat scrolls to the message that matched.
+watch('scroll_to', () => {
+  const row = props.scroll_to && props.scroll_to.row;
+  if (row === undefined) return;
+  // again for a second: the chat scrolls itself to its end once it has drawn the messages
+  const started = Date.now();
+  const scroll = () => {
+    const rows = document.querySelectorAll(
+      '#chat [data-testid="user"], #chat [data-testid="bot"]');
+    if (rows[row]) rows[row].scrollIntoView({block: 'center'});
+    if (Date.now() - started < (rows[row] ? 1200 : 3000)) setTimeout(scroll, 150);
+  };
+  scroll();
+});
 watch('saving', () => {
   const file = props.saving;
   if (!file || !file.name) return;
@@ -227,6 +248,22 @@ def list_value(
     return {"groups": groups, "undo": undo}
 
 
+def search_value(found: Sequence[Any], query: str) -> dict[str, Any]:
+    """The list's value for search results (`Found`s of the chat service): each with its
+    snippet, opening at the message that matched.
+
+    >>> from types import SimpleNamespace as F
+    >>> search_value([F(session_id="a", title="Trip", snippet="…the hills…",
+    ...                 message_index=2)], "hills")["groups"][0]["items"]
+    [{'id': 'a', 'title': 'Trip', 'snippet': '…the hills…', 'index': 2}]
+    """
+    items = [{"id": f.session_id, "title": f.title or "New conversation", "snippet": f.snippet,
+              "index": f.message_index} for f in found]
+    label = f"Found for “{query.strip()}”"
+    return {"groups": [{"label": label, "items": items}] if items else [], "undo": None,
+            "searched": True}
+
+
 def conversation_list_component() -> gr.HTML:
     return gr.HTML(
         list_value([]),
@@ -237,6 +274,7 @@ def conversation_list_component() -> gr.HTML:
         # {"name", "text", "type", "nonce"}: saved by the browser when set (not `download`:
         # that is the name of one of gr.HTML's events)
         saving=None,
+        scroll_to=None,  # {"row", "nonce"}: the chat message to show (a search result)
     )
 
 

@@ -28,7 +28,12 @@ from ollamastack.web.edge import Edge, caller_of, user_of
 from ollamastack.web.ui.chat_settings import ChatSettings
 from ollamastack.web.ui.chat_view import history_view
 from ollamastack.web.ui.composer import Composer, no_notice, notice
-from ollamastack.web.ui.conversation_list import UNDO_SECONDS, event_data, list_value
+from ollamastack.web.ui.conversation_list import (
+    UNDO_SECONDS,
+    event_data,
+    list_value,
+    search_value,
+)
 from ollamastack.web.ui.status import SKIP, open_service, redactor, toast_errors
 
 if TYPE_CHECKING:
@@ -41,10 +46,12 @@ NO_TITLE = "New conversation"
 MIME = {"md": "text/markdown", "json": "application/json"}
 
 
-def listing(conversations: Conversations, selected: str = "", **undo: str) -> dict:
+def listing(
+    conversations: Conversations, selected: str = "", *, undo: dict[str, str] | None = None
+) -> dict:
     """The side list's update: titles under date headings, the open conversation marked;
     `undo` ({"id", "title"}): a deleted conversation that can still be brought back."""
-    return gr.update(value=list_value(conversations, selected, undo=undo or None))
+    return gr.update(value=list_value(conversations, selected, undo=undo))
 
 
 async def known_conversations(
@@ -105,9 +112,13 @@ class ConversationHandlers:
         composer: Composer | None = None,
         request: gr.Request | None = None,
     ) -> tuple[Any, ...]:
-        """Open the conversation the list sent (see `open_session`)."""
+        """Open the conversation the list sent (see `open_session`); a search result opens
+        at the message that matched."""
+        data = event_data(event)
+        index = data.get("index")
         return await self.open_session(
-            str(event_data(event).get("id") or ""), conversations, composer, request
+            str(data.get("id") or ""), conversations, composer, request,
+            at=index if isinstance(index, int) and index >= 0 else None,
         )
 
     async def open_session(
@@ -116,10 +127,13 @@ class ConversationHandlers:
         conversations: Conversations,
         composer: Composer | None = None,
         request: gr.Request | None = None,
+        *,
+        at: int | None = None,
     ) -> tuple[Any, ...]:
         """Reload a conversation and its settings from the server: (chat, session,
         conversations, list, model, temperature, system prompt, show thinking, leave bar,
-        leave text). While this tab answers, it asks first."""
+        leave text). While this tab answers, it asks first. `at`: a stored message's index
+        (a search result) to scroll to; the list keeps showing the results then."""
         skip = (SKIP,) * 8
         if not session_id:
             return (*skip, SKIP, SKIP)
@@ -142,8 +156,39 @@ class ConversationHandlers:
             composer.viewing = session_id
         view = history_view(messages, show_thinking=chat_settings.show_thinking,
                             redact=redactor(self.settings, service.engines, request))
-        return (view, session_id, conversations, listing(conversations, session_id),
+        shown = listing(conversations, session_id)
+        if at is not None:  # the chat's row of that message: the messages before it, drawn
+            row = len(history_view(messages[:at], show_thinking=chat_settings.show_thinking))
+            shown = gr.update(scroll_to={"row": row, "nonce": time.time()})
+        return (view, session_id, conversations, shown,
                 *chat_settings.as_outputs(), gr.update(visible=False), SKIP)
+
+    async def search(
+        self, query: str, conversations: Conversations, request: gr.Request | None = None
+    ) -> tuple[Any, Any]:
+        """The search box (Enter): the user's conversations holding its words, each with a
+        snippet; an empty box shows the list again. Returns (list, notice)."""
+        caller = caller_of(request)
+        service = await open_service(self.handle)
+        if validation.is_blank(query or ""):
+            known = await known_conversations(service, caller.user, conversations)
+            return listing(known), no_notice()
+        with self.edge.audit("ui_search", caller):
+            try:
+                self.edge.count_message(caller)
+                found = await service.search_conversations(query, caller.user)
+            except OllamaStackError as error:
+                return SKIP, notice(str(error))
+        return gr.update(value=search_value(found, query)), no_notice()
+
+    async def cleared(
+        self, query: str, conversations: Conversations, request: gr.Request | None = None
+    ) -> Any:
+        """The search box emptied: the list as it was (no search is run while typing)."""
+        if not validation.is_blank(query or ""):
+            return SKIP
+        service = await open_service(self.handle)
+        return listing(await known_conversations(service, user_of(request), conversations))
 
     async def leave(
         self, conversations: Conversations, composer: Composer, request: gr.Request | None = None
@@ -258,7 +303,8 @@ class ConversationHandlers:
         self._later(lambda: self.purge(service, user, target), UNDO_SECONDS + 1)
         known = await known_conversations(service, user, conversations)
         opened = target == session_id
-        return (listing(known, "" if opened else session_id, id=target, title=title or NO_TITLE),
+        return (listing(known, "" if opened else session_id,
+                        undo={"id": target, "title": title or NO_TITLE}),
                 [] if opened else SKIP, "" if opened else SKIP, known, no_notice())
 
     def _later(self, work: Callable[[], Awaitable[None]], delay: float) -> None:

@@ -70,6 +70,10 @@ def build_ui(
         gr.Markdown("# OllamaStack\nA private assistant on your own models.",
                     elem_id="app-name")
         new_chat = gr.Button("+ New chat", variant="primary", elem_id="new-chat")
+        search_box = gr.Textbox(
+            show_label=False, label="Search conversations", elem_id="search",
+            placeholder="Search conversations (Enter)", max_lines=1, container=False,
+        )
         conversation_list = conversation_list_component()
         with gr.Row(elem_id="account", visible=bool(settings.logins)):
             who = gr.Markdown("", elem_id="who")
@@ -220,6 +224,11 @@ def build_ui(
         [conversation_list, chatbot, session_id, conversations, notice],
         api_name="ui_conversation_action", **PRIVATE,
     )
+    search_box.submit(sessions.search, [search_box, conversations],
+                      [conversation_list, notice], api_name="ui_search", **PRIVATE)
+    search_box.change(sessions.cleared, [search_box, conversations], conversation_list,
+                     api_name="ui_search_cleared", trigger_mode="always_last",
+                     show_progress="hidden", **PRIVATE)
     export_md.click(sessions.export_markdown, session_id, conversation_list,
                     api_name="ui_export_md", **PRIVATE)
     export_json.click(sessions.export_json, session_id, conversation_list,
