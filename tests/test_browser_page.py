@@ -471,3 +471,29 @@ async def test_search_finds_words_in_any_message_and_opens_the_conversation_ther
     await search.press("Backspace")  # emptied: the list again
     await expect(page.locator("#conversations .group")).to_have_text(["Today"])
     await expect(titles(page)).to_have_count(2)
+
+
+async def test_with_login_the_list_follows_the_user_to_another_browser(
+    browser: Browser, ollama_server: FakeOllama, tmp_path: Path
+):
+    async def logged_in(url: str, user: str, password: str) -> Page:
+        context = await browser.new_context(viewport=DESKTOP)  # its own storage and cookies
+        page = await context.new_page()
+        await page.goto(url)
+        await page.get_by_label("Username").fill(user)
+        await page.get_by_label("Password").fill(password)
+        await page.get_by_label("Password").press("Enter")
+        await expect(page.locator("#who")).to_contain_text(f"Signed in as {user}")
+        return page
+
+    with serve_app(ollama_server, tmp_path, auth="ann:secret-one,bob:secret-two") as url:
+        first = await logged_in(url, "ann", "secret-one")
+        await ask(first, "written on my laptop")
+        await expect(bot_messages(first).last).to_contain_text("You said: written on my")
+        second = await logged_in(url, "ann", "secret-one")  # another browser, same user
+        await expect(titles(second)).to_have_text(["written on my laptop"])
+        await titles(second).click()
+        await expect(bot_messages(second).last).to_contain_text("You said: written on my")
+        other = await logged_in(url, "bob", "secret-two")  # another user sees none of it
+        await expect(other.locator("#conversations .empty")).to_contain_text(
+            "No conversations yet")
