@@ -270,6 +270,7 @@ OTHERS = [  # written by `make bench` too, each by its own script
     "(`bench/embedded.py`)",
     "- [BENCHMARKS-events.md](BENCHMARKS-events.md): the event bus and the answer cache "
     "(`bench/events.py`)",
+    "- [BENCHMARKS-search.md](BENCHMARKS-search.md): conversation search (`bench/search.py`)",
 ]
 
 
