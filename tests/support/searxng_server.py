@@ -14,11 +14,10 @@ every request with that HTTP status, and `body` replaces every answer's body.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+
+from tests.support.json_stand_in import JsonStandIn
 
 
 def result(title: str, url: str, content: str, engine: str = "duckduckgo") -> dict[str, Any]:
@@ -29,7 +28,7 @@ def result(title: str, url: str, content: str, engine: str = "duckduckgo") -> di
 
 
 @dataclass
-class SearxngServer:
+class SearxngServer(JsonStandIn):
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[dict[str, str]] = field(default_factory=list)
     delay: float = 0.0
@@ -37,33 +36,7 @@ class SearxngServer:
     body: bytes | None = None
 
     def __post_init__(self) -> None:
-        self._released = threading.Event()
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.stand_in = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> SearxngServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._released.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> SearxngServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self._serve()
 
     def answer(self, path: str, params: dict[str, str]) -> tuple[int, bytes]:
         self.requests.append(params)
@@ -81,26 +54,3 @@ class SearxngServer:
                    "infoboxes": [], "suggestions": [], "unresponsive_engines": []}
         return 200, json.dumps(payload).encode()
 
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = False  # so that server_close() waits for the request threads
-    stand_in: SearxngServer
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        status, body = self.server.stand_in.answer(url.path, dict(parse_qsl(url.query)))
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:  # the client gave up waiting (a timeout test)
-            pass
-
-    def log_message(self, *args: object) -> None:  # keep test output quiet
-        pass

@@ -12,11 +12,10 @@ HTTP status, and `body` replaces every answer's body (for malformed JSON).
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+
+from tests.support.json_stand_in import JsonStandIn
 
 GEOCODING_PATH = "/v1/search"
 FORECAST_PATH = "/v1/forecast"
@@ -39,7 +38,7 @@ class RecordedRequest:
 
 
 @dataclass
-class WeatherServer:
+class WeatherServer(JsonStandIn):
     places: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
     delay: float = 0.0
@@ -47,17 +46,7 @@ class WeatherServer:
     body: bytes | None = None
 
     def __post_init__(self) -> None:
-        self._released = threading.Event()
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.stand_in = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        self._serve()
 
     @property
     def geocoding_url(self) -> str:
@@ -70,22 +59,6 @@ class WeatherServer:
     def add_place(self, result: dict[str, Any], current: dict[str, Any]) -> None:
         """Make `result["name"]` findable, with `current` as its forecast's `current` block."""
         self.places[result["name"].lower()] = (result, current)
-
-    def start(self) -> WeatherServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._released.set()  # let delayed answers go, so their threads finish
-        self._httpd.shutdown()
-        self._httpd.server_close()  # joins the request threads
-        self._thread.join()
-
-    def __enter__(self) -> WeatherServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def answer(self, path: str, params: dict[str, str]) -> tuple[int, bytes]:
         self.requests.append(RecordedRequest(path, params))
@@ -114,26 +87,3 @@ class WeatherServer:
             return 400, b'{"error": true, "reason": "no forecast scripted for these coordinates"}'
         return 404, b'{"error": true, "reason": "not found"}'
 
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = False  # so that server_close() waits for the request threads
-    stand_in: WeatherServer
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        status, body = self.server.stand_in.answer(url.path, dict(parse_qsl(url.query)))
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:  # the client gave up waiting (a timeout test)
-            pass
-
-    def log_message(self, *args: object) -> None:  # keep test output quiet
-        pass
