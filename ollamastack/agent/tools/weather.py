@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import httpx
 from langchain_core.tools import BaseTool, tool
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+
+from ollamastack.agent.tools.service_errors import FAILURES, service_error
 
 CURRENT_FIELDS = (
     "temperature_2m,apparent_temperature,relative_humidity_2m,wind_speed_10m,weather_code"
@@ -102,21 +104,8 @@ def make_weather_tool(geocoding_url: str, forecast_url: str, timeout: float) -> 
                 }
                 response = await client.get(forecast_url, params=params)
                 forecast = _Forecast.model_validate_json(response.raise_for_status().content)
-        except httpx.TimeoutException:
-            return (
-                f"Error: the weather service did not answer within {timeout:g} seconds; "
-                "try again later."
-            )
-        except httpx.HTTPStatusError as error:
-            return (
-                f"Error: the weather service answered with HTTP {error.response.status_code}; "
-                "try again later."
-            )
-        except httpx.HTTPError as error:
-            reason = str(error) or type(error).__name__
-            return f"Error: the weather service could not be reached ({reason}); try again later."
-        except ValidationError:
-            return "Error: the weather service sent an unexpected answer; try again later."
+        except FAILURES as error:
+            return service_error("the weather service", error, timeout)
         return _describe_weather(place, forecast)
 
     return weather

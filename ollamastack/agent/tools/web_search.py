@@ -12,7 +12,9 @@ import re
 
 import httpx
 from langchain_core.tools import BaseTool, tool
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+
+from ollamastack.agent.tools.service_errors import FAILURES, service_error
 
 RESULTS = 5  # results the model reads
 TITLE_CHARS, SNIPPET_CHARS = 150, 300
@@ -77,20 +79,9 @@ def make_web_search_tool(searxng_url: str, timeout: float, limit: int) -> BaseTo
                 params = {"q": words, "format": "json", "safesearch": 1}
                 response = await client.get(endpoint, params=params)
                 answer = _Answer.model_validate_json(response.raise_for_status().content)
-        except httpx.TimeoutException:
-            return (
-                f"Error: the search service did not answer within {timeout:g} seconds; "
-                "try again later."
-            )
-        except httpx.HTTPStatusError as error:
-            status = error.response.status_code
-            hint = " (is `json` in its search.formats?)" if status == 403 else ""
-            return f"Error: the search service answered with HTTP {status}{hint}; try again later."
-        except httpx.HTTPError as error:
-            reason = str(error) or type(error).__name__
-            return f"Error: the search service could not be reached ({reason}); try again later."
-        except ValidationError:
-            return "Error: the search service sent an unexpected answer; try again later."
+        except FAILURES as error:
+            return service_error("the search service", error, timeout,
+                                 hints={403: " (is `json` in its search.formats?)"})
         return describe_results(words, answer.results, limit)
 
     return web_search
