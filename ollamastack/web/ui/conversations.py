@@ -22,7 +22,7 @@ import gradio as gr
 
 from ollamastack import validation
 from ollamastack.agent.service_handle import ServiceHandle
-from ollamastack.errors import InvalidInput, OllamaStackError
+from ollamastack.errors import InvalidInput, OllamaStackError, SessionNotFound
 from ollamastack.web import transcript
 from ollamastack.web.edge import Edge, caller_of, user_of
 from ollamastack.web.ui.chat_settings import ChatSettings
@@ -38,6 +38,7 @@ from ollamastack.web.ui.status import SKIP, open_service, redactor, toast_errors
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
+    from ollamastack.storage.memory import SessionInfo
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ async def known_conversations(
         {"id": s.id, "title": s.title or NO_TITLE, "updated_at": s.updated_at}
         for s in stored if user or s.id in ids
     ]
+
+
+async def session_info(service: ChatService, user: str, session_id: str) -> SessionInfo | None:
+    """One of `user`'s conversations as the index holds it (None: not theirs, or deleted),
+    read alone rather than listing them all."""
+    return (await service.memory.sessions.found(user, [session_id])).get(session_id)
 
 
 def leave_prompt(composer: Composer, target: str) -> tuple[dict, dict]:
@@ -144,10 +151,11 @@ class ConversationHandlers:
         with self.edge.audit("ui_open", caller, session_id=session_id) as entry:
             try:
                 messages = await service.history(session_id, caller.user)
-                info = next(s for s in await service.sessions(caller.user) if s.id == session_id)
-            except (OllamaStackError, StopIteration) as error:
-                if isinstance(error, OllamaStackError):
-                    entry.fail(error)
+                info = await session_info(service, caller.user, session_id)
+                if info is None:  # deleted meanwhile
+                    raise SessionNotFound(session_id)
+            except OllamaStackError as error:
+                entry.fail(error)
                 known = await known_conversations(service, caller.user, conversations)
                 return (SKIP, SKIP, known, listing(known), SKIP, SKIP, SKIP, SKIP,
                         gr.update(visible=False), SKIP)
@@ -298,7 +306,7 @@ class ConversationHandlers:
             known = await known_conversations(service, user, conversations)
             return (listing(known, session_id), SKIP, SKIP, known,
                     notice("This conversation is still answering: stop it before deleting it."))
-        title = next((s.title for s in await service.sessions(user) if s.id == target), "")
+        title = getattr(await session_info(service, user, target), "title", "")
         await service.memory.sessions.hide(target, user)
         self._later(lambda: self.purge(service, user, target), UNDO_SECONDS + 1)
         known = await known_conversations(service, user, conversations)
@@ -340,10 +348,8 @@ class ConversationHandlers:
             service = await open_service(self.handle)
             with toast_errors():
                 messages = await service.history(session_id, caller.user)
-                title = next(
-                    (s.title for s in await service.sessions(caller.user) if s.id == session_id),
-                    "",
-                )
+                title = getattr(await session_info(service, caller.user, session_id), "title",
+                                "")
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             if kind == "md":
                 text = transcript.to_markdown(messages, title=title, exported_at=stamp)
