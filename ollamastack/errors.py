@@ -143,3 +143,24 @@ class NothingToApprove(InvalidInput):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(f"Nothing in conversation {session_id} is waiting for approval.")
+
+
+class AttachmentRefused(InvalidInput):
+    """An attached file was refused (type, size, damage, limits): the message says which file
+    and why, and nothing of the message was stored."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+        super().__init__(f"{name or 'The file'} was not attached: {reason}")
+
+
+class NeedsVision(InvalidInput):
+    """Images were attached for a model that cannot see them."""
+
+    def __init__(self, model: str, vision_model: str = "") -> None:
+        self.model, self.vision_model = model, vision_model
+        hint = (
+            f" Choose a model that can, such as {vision_model}." if vision_model
+            else " No installed model can read images: pull one (llava, gemma3, qwen2.5vl)."
+        )
+        super().__init__(f"{model} cannot read images, so nothing was sent.{hint}")

@@ -55,6 +55,26 @@ class ToolResult:
     is_error: bool = False
 
 
+@dataclass(frozen=True)
+class Source:
+    """What a turn's answer drew on from the conversation's documents: a passage found for
+    the question (with its page where the format has pages), or a document read whole."""
+
+    file: str
+    page: int | None
+    text: str  # the passage; empty for a document read whole
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "page": self.page, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The documents the answer may draw on; comes right after `Started` when there are any."""
+
+    sources: tuple[Source, ...]
+
+
 @dataclass
 class TurnStats:
     """Ollama's own counters summed over the turn's model calls, plus our time to first token."""
@@ -131,7 +151,8 @@ class TurnError:
 
 
 Event = (
-    Started | TextDelta | ThinkingDelta | ToolCall | ToolResult | ApprovalPending | Done | TurnError
+    Started | Sources | TextDelta | ThinkingDelta | ToolCall | ToolResult | ApprovalPending | Done
+    | TurnError
 )
 
 

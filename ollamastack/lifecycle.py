@@ -1,7 +1,11 @@
-"""What the app tells its observers (metrics, usage records, webhooks): one typed event per
-thing that happened, after it happened. The turn's own stream (`events.py`) is for the person
-waiting for the answer; these are for everyone else, and never carry message text unless
-`OLLAMASTACK_LOG_CONTENT` is on (`message`, `answer`).
+"""What the app tells its observers (metrics, usage records, webhooks, the audit log): one
+typed event per thing that happened, after it happened. The turn's own stream (`events.py`)
+is for the person waiting for the answer; these are for everyone else, and never carry
+message text unless `OLLAMASTACK_LOG_CONTENT` is on (`message`, `answer`).
+
+`Lifecycle` is what the chat service does (the events webhooks may send); `RequestAudited`
+is the edge's record of each request, for the audit log only: it names client addresses and
+every call, which no receiver outside the server needs.
 """
 
 from __future__ import annotations
@@ -101,6 +105,25 @@ class ConversationDeleted:
     TYPE: ClassVar[str] = "conversation.deleted"
     session_id: str
     user: str = ""
+    time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class RequestAudited:
+    """A request ended (a page or API call, a login try): who, from where, what, how it went
+    (`outcome`, one of `audit.OUTCOMES`, and the `error` its client was shown) and how long it
+    took. Texts come cut to the audit log's limits."""
+
+    TYPE: ClassVar[str] = "request.audited"
+    endpoint: str
+    user: str
+    client: str
+    session_id: str = ""
+    model: str = ""
+    outcome: str = OK
+    error: str = ""
+    seconds: float = 0.0
+    message: str | None = None  # only with OLLAMASTACK_LOG_CONTENT
     time: float = field(default_factory=time.time)
 
 

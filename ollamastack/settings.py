@@ -181,7 +181,8 @@ class Settings(BaseSettings, ToolSettingChecks):
         "OpenAI-compatible routes from a browser, comma-separated; empty: none (CORS off).",
     )
     max_upload_mb: Annotated[float, Field(gt=0, le=10_000)] = Field(
-        20, description="Largest file Gradio's upload route accepts, in MB.",
+        20, description="Largest file accepted, in MB: by Gradio's upload route, and as an "
+        "attachment through any door (one such file, base64, fits a REST body).",
     )
     upload_retention: Annotated[int, Field(ge=60, le=30 * 86_400)] = Field(
         3600, description="Seconds an uploaded or exported file is kept in Gradio's cache; "
@@ -326,6 +327,26 @@ class Settings(BaseSettings, ToolSettingChecks):
     confirm_tools: str = Field(
         "", description="Tools (built-in or MCP, comma-separated names as /tools lists them) that "
         "run only after the user approves each call.",
+    )
+
+    # -- attachments: documents and images brought into a conversation (documents/) --
+
+    embed_model: str = Field(
+        "nomic-embed-text", description="Ollama embedding model that indexes large documents; "
+        "when it is not installed, documents are searched by keywords (BM25).",
+    )
+    document_share: Annotated[float, Field(gt=0, le=0.9)] = Field(
+        0.25, description="Share of the model's context that documents may fill: a document "
+        "that fits is read whole, a larger one is searched for the passages each question needs.",
+    )
+    max_files: Annotated[int, Field(ge=1, le=100)] = Field(
+        8, description="Most files one message may carry.",
+    )
+    max_document_pages: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        2000, description="Most pages a PDF or Word document may have.",
+    )
+    extract_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        60.0, description="Seconds reading one document's text may take before it is refused.",
     )
 
 

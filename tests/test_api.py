@@ -106,6 +106,7 @@ def test_the_api_page_lists_every_endpoint_with_its_parameters(client: Client) -
             ("model", ""),
             ("temperature", None),
             ("system_prompt", ""),
+            ("files", None),
         ],
         "/approve_tool": [("session_id", REQ), ("approve", REQ)],
         "/tools": [("refresh", True)],

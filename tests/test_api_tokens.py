@@ -96,6 +96,7 @@ def test_a_token_acts_as_its_user_and_another_users_conversation_is_404(
                                                       "conversation_id": conversation})
         assert (continued.status_code, continued.json()["error"]) == (404, missing)
         assert len(as_ann.get(f"/api/v1/conversations/{conversation}").json()) == 2
+    served.app.edge.audit_log.flush()  # the audit log is written by a bus subscriber
     records = [json.loads(line) for line in
                (served.settings.data_dir / AUDIT_FILE).read_text().splitlines()]
     chats = [(r["user"], r["session_id"], r["outcome"]) for r in records
@@ -173,6 +174,7 @@ def test_tokens_are_in_no_log_no_audit_record_and_not_in_clear_in_the_database(
         ann.predict("secret-check", api_name="/revoke_api_token")
     secret = token.removeprefix("osk_")
     assert secret not in caplog.text
+    served.app.edge.audit_log.flush()
     assert secret not in (served.settings.data_dir / AUDIT_FILE).read_text()
     stored = b"".join(p.read_bytes() for p in Path(served.settings.data_dir).glob("*sqlite*"))
     assert stored and secret.encode() not in stored

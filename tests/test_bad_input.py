@@ -350,7 +350,8 @@ async def test_the_page_refuses_it_before_storing_anything(
         if last.notice != SKIP:  # refused before the turn: said over the box, message kept
             assert (html.unescape(last.notice["value"]), last.box) == (
                 f"⚠ {case.error}",
-                {"__type__": "update", "value": arguments["message"], "submit_btn": "Send",
+                {"__type__": "update", "value": {"text": arguments["message"], "files": []},
+                 "submit_btn": "Send",
                  "stop_btn": False},
             )
         else:  # refused by Ollama: said once in the chat, the error's text under "Details"

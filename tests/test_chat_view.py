@@ -17,7 +17,8 @@ from ollamastack.events import (
     TurnStats,
 )
 from ollamastack.web.transcript import to_json, to_markdown
-from ollamastack.web.ui.chat_view import TurnView, history_view, plain_words, tool_body
+from ollamastack.web.ui.chat_view import TurnView, plain_words, tool_body
+from ollamastack.web.ui.history_view import history_view
 
 ARGS_BODY = '**Arguments**\n```json\n{\n  "expression": "2+3"\n}\n```\n**Result**\n'
 

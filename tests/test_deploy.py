@@ -214,7 +214,7 @@ def test_default_stack_is_ollama_on_the_gpu_the_model_pull_and_the_app(compose: 
 
     assert pull["image"] == ollama["image"]
     assert pull["environment"] == {"OLLAMA_HOST": "http://ollama:11434",
-                                   "OLLAMASTACK_PULL_MODELS": "llama3.2"}
+                                   "OLLAMASTACK_PULL_MODELS": "llama3.2,nomic-embed-text"}
     assert depends(pull) == {"ollama": "service_healthy"}
     assert pull["restart"] == "no"
     assert pull["entrypoint"] == ["/bin/sh", "-c"]
@@ -306,7 +306,7 @@ def test_scale_profile_adds_postgres_and_nginx_and_frees_the_app_port(
     # nginx is the only way in, and says who the client is (test_nginx_sends_the_clients_...).
     assert app["environment"]["OLLAMASTACK_TRUSTED_PROXIES"] == "*"
 
-    assert postgres["image"] == "postgres:16"
+    assert postgres["image"] == "pgvector/pgvector:pg16"
     assert postgres["environment"] == {"POSTGRES_USER": "ollamastack",
                                        "POSTGRES_PASSWORD": "ollamastack",
                                        "POSTGRES_DB": "ollamastack"}

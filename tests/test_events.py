@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -14,7 +15,7 @@ import pytest
 
 from ollamastack.agent.service import ChatService
 from ollamastack.agent.service_handle import open_chat_service
-from ollamastack.bus import EventBus
+from ollamastack.bus import EventBus, LosslessSubscription
 from ollamastack.events import Started
 from ollamastack.lifecycle import (
     ConversationDeleted,
@@ -117,6 +118,77 @@ async def test_accepts_chooses_what_reaches_the_queue() -> None:
         bus.emit(number)
     await bus.aclose()
     assert (seen, subscription.dropped) == ([0, 2], 0)
+
+
+def test_a_lossless_subscriber_takes_every_event_from_any_thread_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No loop anywhere, four threads emitting at once, a slow handler that fails now and
+    then, and far more events than a bounded queue holds: none is dropped."""
+    bus = EventBus(queue_size=10)
+    seen: list[tuple[int, int]] = []
+
+    def slow(event: tuple[int, int]) -> None:
+        time.sleep(0.0001)
+        if event[1] == 7:
+            raise ValueError("broken record")
+        seen.append(event)
+
+    subscription = bus.subscribe(slow, name="records", lossless=True)
+    assert isinstance(subscription, LosslessSubscription)
+    emitters = [threading.Thread(target=lambda t=t: [bus.emit((t, n)) for n in range(500)])
+                for t in range(4)]
+    with caplog.at_level(logging.ERROR, logger="ollamastack.bus"):
+        for emitter in emitters:
+            emitter.start()
+        for emitter in emitters:
+            emitter.join()
+        assert bus.flush()  # every event emitted so far has been handled
+    for thread in range(4):
+        assert [n for t, n in seen if t == thread] == [n for n in range(500) if n != 7]
+    assert (subscription.delivered, subscription.failed, subscription.dropped) == (1996, 4, 0)
+    assert subscription.depth == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "event subscriber records failed on tuple"] * 4
+
+
+async def test_closing_the_bus_hands_a_lossless_subscriber_everything_first() -> None:
+    bus = EventBus()
+    seen: list[int] = []
+    release = threading.Event()
+
+    def stuck(number: int) -> None:
+        release.wait(5)
+        seen.append(number)
+
+    bus.subscribe(stuck, lossless=True)
+    for number in range(3):
+        bus.emit(number)
+    asyncio.get_running_loop().call_later(0.1, release.set)  # the handler is stuck until then
+    await bus.aclose()
+    assert seen == [0, 1, 2]
+    bus.emit(3)  # after closing: a new thread takes it
+    assert bus.flush() and seen == [0, 1, 2, 3]
+
+
+def test_a_lossless_subscriber_is_a_plain_function() -> None:
+    async def handler(event: Any) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="a lossless subscriber runs on a thread: handler"):
+        EventBus().subscribe(handler, name="handler", lossless=True)
+
+
+async def test_an_emit_from_a_worker_thread_reaches_the_loops_subscribers() -> None:
+    """Gradio runs sync handlers on worker threads: their events are queued on the loop."""
+    bus = EventBus()
+    seen: list[str] = []
+    subscription = bus.subscribe(seen.append)
+    bus.emit("on the loop")
+    await asyncio.to_thread(bus.emit, "from a worker thread")  # handed over before it returns
+    await bus.aclose()
+    assert seen == ["on the loop", "from a worker thread"]
+    assert subscription.dropped == 0
 
 
 @pytest.fixture

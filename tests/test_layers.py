@@ -11,8 +11,9 @@ MAY_IMPORT = {
     "top": {"top"},
     "engines": {"engines", "top"},
     "storage": {"storage", "top"},
-    "agent": {"agent", "engines", "storage", "top"},
-    "web": {"web", "agent", "engines", "storage", "top"},
+    "documents": {"documents", "top"},
+    "agent": {"agent", "engines", "storage", "documents", "top"},
+    "web": {"web", "agent", "engines", "storage", "documents", "top"},
 }
 
 

@@ -211,7 +211,7 @@ def test_through_a_share_link_only_administrators_see_where_ollama_runs(
             health = Client(app.url, auth=(user, password), verbose=False).predict(
                 api_name="/health")
             with login(app.url, user, password) as http:
-                status, offer = PageSession(http).call("ui_status", "llama3.2")
+                status, offer = PageSession(http).call("ui_status", "llama3.2", "")
                 assert offer == {"__type__": "update", "visible": False}
             seen[user] = (health["ollama_url"], health["ollama_version"], status)
     assert seen == {
@@ -230,7 +230,7 @@ def test_the_status_line_says_ollama_is_down_without_its_address(
         tab = PageSession(anyone)
         ollama_server.stop()
         try:
-            status, _ = tab.call("ui_status", "llama3.2")
+            status, _ = tab.call("ui_status", "llama3.2", "")
         finally:
             ollama_server.start()
     assert status == f"{RED_DOT} Ollama is not answering"
@@ -240,12 +240,12 @@ def test_the_status_line_says_ollama_is_down_without_its_address(
 
 
 MALFORMED = [
-    [SECRET],  # too few inputs
+    [],  # too few inputs (the message is required; later ones default when left off)
     [SECRET, 5],
     [SECRET, "", "", "hot", ""],  # a temperature that is no number
     [[SECRET], "", "", None, ""],  # a message that is no text
     [{"text": SECRET}, "", "", None, ""],
-    [SECRET, "", "", None],
+    [SECRET, "", "", None, "", SECRET],  # files that are no list of files
 ]
 # The page's send button as a crafted request: too few inputs, then a chat history whose
 # messages Gradio cannot read, a temperature slider's value that is no number.

@@ -92,6 +92,8 @@ async def test_mcp_lists_every_endpoint_as_a_described_tool(app: Served) -> None
             "model": "An installed Ollama model; empty uses the server's default model.",
             "temperature": "Sampling temperature from 0 to 2; empty uses the server's default.",
             "system_prompt": "Instructions for the model; empty uses the server's default prompt.",
+            "files": "Images or documents (.txt .md .csv .pdf .docx .html) to attach "
+                     "(handle_file).",
         }
 
 

@@ -24,6 +24,7 @@ from tests import test_ui as ui
 from tests.support.ollama_server import FakeOllama
 from tests.test_ui import (
     BUSY,
+    EMPTY_BOX,
     HIDDEN,
     IDLE,
     MODEL,
@@ -31,6 +32,7 @@ from tests.test_ui import (
     SKIP,
     STILL_BUSY,
     bot,
+    box,
     clicked,
     collect,
     details,
@@ -82,9 +84,9 @@ async def test_messages_sent_while_answering_wait_and_go_out_in_order_after_the_
         second = await collect(send(chat, "second", composer=composer))
         third = await collect(send(chat, "third", composer=composer))
     # the box empties and says what waits; nothing is sent yet
-    assert second == [TurnUpdate(box=gr.update(value=""), queued=queued_note(
+    assert second == [TurnUpdate(box=gr.update(value=EMPTY_BOX), queued=queued_note(
         "Queued: “second” will be sent when this answer ends."))]
-    assert third == [TurnUpdate(box=gr.update(value=""), queued=queued_note(
+    assert third == [TurnUpdate(box=gr.update(value=EMPTY_BOX), queued=queued_note(
         "Queued: “second” (and 1 more) will be sent when this answer ends."))]
     assert len(ollama_server.chat_requests) == 0
     # the settle chained to each queuing event leaves the page to the turn in progress
@@ -165,8 +167,8 @@ async def test_edit_instead_takes_the_queued_messages_back_before_they_are_sent(
 ):
     turn, session = await started(chat, "first", composer)
     await collect(send(chat, "queued", composer=composer))
-    assert ChatHandlers.unqueue("a draft", composer) == (
-        gr.update(value="queued\n\na draft"), HIDDEN
+    assert ChatHandlers.unqueue(box("a draft"), composer) == (
+        gr.update(value=box("queued\n\na draft")), HIDDEN
     )
     rest = await collect(turn)
     assert rest[-1] == TurnUpdate([user("first"), answer("You said: first", 3)],

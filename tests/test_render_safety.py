@@ -16,7 +16,8 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from markdown_it import MarkdownIt
 
 from ollamastack.events import Done, Started, TextDelta, ToolCall, ToolResult, TurnStats
-from ollamastack.web.ui.chat_view import TurnView, history_view
+from ollamastack.web.ui.chat_view import TurnView
+from ollamastack.web.ui.history_view import history_view
 from ollamastack.web.ui.safe_markdown import KEPT_TAGS, plain_code, safe_markdown
 from tests.support.api_helpers import serve
 from tests.support.ollama_server import FakeOllama

@@ -18,6 +18,7 @@ import pytest
 from gradio_client import Client
 from playwright.async_api import async_playwright, expect
 
+from ollamastack.web.rest.door import body_limit
 from tests.support.api_helpers import OllamaView, Served, run, serve, without_timings
 from tests.support.ollama_server import FakeOllama, Reply
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
@@ -222,17 +223,20 @@ def test_malformed_bodies_are_400_naming_the_field(
     assert error(post_raw(http, body), 400) == error_body
 
 
-def test_a_body_over_the_limit_is_413_without_being_read_whole(http: httpx.Client) -> None:
+def test_a_body_over_the_limit_is_413_without_being_read_whole(
+    http: httpx.Client, served: Served
+) -> None:
     declared = post_raw(http, b"{}", "/api/v1/chat")  # a small body passes the door
     assert declared.status_code == 400
-    big = b'{"message": "' + b"x" * (2**20) + b'"}'
+    limit = body_limit(served.settings)  # 1 MiB of messages and a 20 MB file as base64
+    big = b'{"message": "' + b"x" * limit + b'"}'
     assert error(post_raw(http, big), 413) == {
-        "type": "too_large", "message": "The body is larger than 1,048,576 bytes."}
+        "type": "too_large", "message": f"The body is larger than {limit:,} bytes."}
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it comes
         yield b'{"message": "'
-        for _ in range(20):
-            yield b"x" * 65536
+        for _ in range(limit // 2**20 + 1):
+            yield b"x" * 2**20
         yield b'"}'
 
     streamed = http.post("/api/v1/chat", content=chunks(),
@@ -471,6 +475,7 @@ def test_rate_limit_is_429_with_retry_after(ollama_server: FakeOllama, tmp_path:
         refused = http.post("/api/v1/chat", json={"message": "2"})
         assert error(refused, 429)["type"] == "rate_limited"
         assert 1 <= int(refused.headers["retry-after"]) <= 60
+        app.app.edge.audit_log.flush()  # the audit log is written by a bus subscriber
         lines = (tmp_path / "audit.jsonl").read_text().splitlines()
         outcomes = [json.loads(line)["outcome"] for line in lines
                     if json.loads(line)["endpoint"] == "/api/v1/chat"]

@@ -1,6 +1,8 @@
 """Search and rename of conversations: `/search_conversations` and `/rename_session` through
 gradio_client on the launched app (two users, with login), and the search index kept in step
-by turns, undo and delete in the chat service, on a SQLite file and on a real PostgreSQL."""
+by turns, undo and delete in the chat service, on a SQLite file and on a real PostgreSQL
+(where the index's writes are queued behind the turns). The backfill of conversations stored
+before the index: test_search_backfill.py."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from gradio_client import Client
 
 from ollamastack.agent.service import ChatService
 from ollamastack.agent.service_handle import open_chat_service
 from ollamastack.errors import InvalidInput
-from ollamastack.storage.search import Found
+from ollamastack.storage.memory import open_memory
+from ollamastack.storage.search import Found, Hit
 from ollamastack.web.audit import AUDIT_FILE
 from tests.support.api_helpers import TEST_RATE_LIMIT, OllamaView, Served, run, serve
 from tests.support.chat_helpers import make_settings, run_turn
@@ -166,6 +170,7 @@ def test_searches_count_against_the_rate_limit_and_are_audited(served: Served) -
     finally:
         served.app.edge.limiter.limit = TEST_RATE_LIMIT
     assert outputs == [] and error.startswith("Too many messages: the limit is 2 a minute.")
+    served.app.edge.audit_log.flush()  # the audit log is written by a bus subscriber
     audit = [json.loads(line) for line in
              (served.settings.data_dir / AUDIT_FILE).read_text().splitlines()]
     mine = [(e["endpoint"], e["outcome"]) for e in audit if e["user"] == "cy"]
@@ -284,3 +289,30 @@ async def test_a_conversation_deleted_with_undo_pending_is_not_found(
     assert await service.search_conversations("axolotl") == []
     await service.memory.sessions.restore(session, "")
     assert [f.session_id for f in await service.search_conversations("axolotl")] == [session]
+
+
+async def test_on_postgres_index_writes_are_queued_folded_and_awaited_by_readers(
+    postgres: Any, ollama_server: FakeOllama, tmp_path: Path
+) -> None:
+    settings = make_settings(ollama_server, database_url=postgres.new_database(),
+                             data_dir=tmp_path)
+
+    def rows() -> list[tuple]:
+        with psycopg.connect(settings.database_url) as connection:
+            return connection.execute("SELECT owner, session_id, message_index, text"
+                                      " FROM search_message ORDER BY id").fetchall()
+
+    async with open_memory(settings) as memory:
+        index = memory.search
+        await index.add("s1", "ann", 0, [(0, "Kiwi question"), (1, "kiwi answer")])
+        await index.add("s1", "ann", 1, [(1, "Kiwi answer resumed"), (2, "more kiwi")])
+        await index.add("s2", "bob", 0, [(0, "Bob kiwi")])
+        assert rows() == []  # queued: the turns did not wait for the database
+        assert await index.search("ann", "kiwi") == [Hit("s1", 2, "more kiwi")]  # search waits
+        assert rows() == [  # the resumed turn's write replaced the first one's
+            ("ann", "s1", 0, "Kiwi question"), ("ann", "s1", 1, "Kiwi answer resumed"),
+            ("ann", "s1", 2, "more kiwi"), ("bob", "s2", 0, "Bob kiwi")]
+
+        await index.add("s1", "ann", 3, [(3, "kiwi again")])
+        await index.remove("s1", 1)  # undo: after what was queued before it
+        assert rows() == [("ann", "s1", 0, "Kiwi question"), ("bob", "s2", 0, "Bob kiwi")]

@@ -143,7 +143,8 @@ async def test_the_page_and_the_api_share_one_limit_keyed_by_user_or_address(
 
     with no_toasts():  # said once, over the box; the message stays in it
         assert await page_send(page, "three", alice) == [TurnUpdate(
-            box=gr.update(value="three", submit_btn="Send", stop_btn=False),
+            box=gr.update(value={"text": "three", "files": []}, submit_btn="Send",
+                          stop_btn=False),
             notice=gr.update(value=f"⚠ {refusal}", visible=True),
         )]
     with pytest.raises(gr.Error, match=re.escape(refusal)):

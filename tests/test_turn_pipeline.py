@@ -45,6 +45,7 @@ def test_eight_messages_at_once_to_one_conversation_answer_one_and_refuse_seven(
             ("user", "First."), ("assistant", "You said: First."),
             ("user", said), ("assistant", f"You said: {said}"),
         ]
+        served.app.edge.audit_log.wait_for(10)  # the first turn, the 8 at once, /history
         assert [line["outcome"] for line in audit_lines(served.settings.data_dir)
                 if line["endpoint"] == "/chat"].count("refused") == 7
 

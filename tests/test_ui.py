@@ -28,7 +28,7 @@ from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.errors import ModelNotFound, OllamaUnavailable
 from ollamastack.settings import Settings
 from ollamastack.web.ui.chat import ChatHandlers, TurnUpdate
-from ollamastack.web.ui.composer import Composer
+from ollamastack.web.ui.composer import Composer, Draft
 from ollamastack.web.ui.conversations import ConversationHandlers
 from ollamastack.web.ui.page import PageHandlers
 from ollamastack.web.ui.status import GREEN_DOT, RED_DOT
@@ -37,17 +37,25 @@ from tests.support.ollama_server import FakeOllama
 SKIP = gr.skip()
 MODEL = "llama3.2:latest"
 
-# The composer as the page shows it: emptied with Stop while answering, Send when idle.
-BUSY = gr.update(value="", submit_btn=False, stop_btn="Stop")
+# The composer (a multimodal box: {"text", "files"}) as the page shows it: emptied with Stop
+# while answering, Send when idle.
+EMPTY_BOX = {"text": "", "files": []}
+BUSY = gr.update(value=EMPTY_BOX, submit_btn=False, stop_btn="Stop")
 STILL_BUSY = gr.update(submit_btn=False, stop_btn="Stop")  # a queued message's turn
 IDLE = gr.update(submit_btn="Send", stop_btn=False)
 HIDDEN = gr.update(value="", visible=False)  # no notice, nothing queued
 NO_OFFER = gr.update(visible=False)  # the status line offers no built-in model
 
 
-def refill(text: str) -> dict:
-    """The box idle again, holding `text` (a refused message, queued ones after Stop)."""
-    return gr.update(value=text, submit_btn="Send", stop_btn=False)
+def box(text: str, *files: str) -> dict:
+    """What the box holds: text, and the paths of the files in it."""
+    return {"text": text, "files": list(files)}
+
+
+def refill(text: str, *files: str) -> dict:
+    """The box idle again, holding `text` and `files` (a refused message, queued ones after
+    Stop)."""
+    return gr.update(value=box(text, *files), submit_btn="Send", stop_btn=False)
 
 
 def notice(text: str) -> dict:
@@ -111,7 +119,7 @@ def timeless(update: tuple) -> tuple:
             ChatMessage(
                 role=m.role,
                 content=re.sub(r"first token [\d.]+ s · [\d.]+ s in all", "first token T",
-                               m.content),
+                               m.content) if isinstance(m.content, str) else m.content,
                 metadata=m.metadata,
             )
             for m in chat
@@ -334,7 +342,7 @@ async def test_ollama_down_is_said_once_in_the_chat_and_the_page_works_again_whe
             streaming=False,
         ),
     ]
-    assert composer.failed == "hello"  # Retry sends it again: nothing was stored
+    assert composer.failed == Draft("hello")  # Retry sends it again: nothing was stored
     core = await handle.get()
     assert await core.sessions() == []  # nothing was said: no conversation was started
     # the status line, briefly, without operator instructions (no built-in model here)
@@ -401,7 +409,7 @@ async def test_a_message_from_another_tab_while_answering_is_refused_and_goes_ba
     assert refused[-1] == TurnUpdate(history, refill("third"), streaming=False, notice=notice(
         "This conversation is still answering: wait for it, or press Stop."
     ))
-    assert (other_tab.queued, other_tab.failed, other_tab.running) == ([], "", None)
+    assert (other_tab.queued, other_tab.failed, other_tab.running) == ([], None, None)
     rest = await collect(answering)
     assert rest[-1].chat[-1].content.startswith("one two three four five six\n")
     assert session not in saved.answering
@@ -472,9 +480,9 @@ async def test_undo_forgets_the_last_turn_and_retry_asks_it_again(
     ]
 
     # (chat, box, notice): the message back in the box to edit
-    assert await chat.undo(session, True) == ([user("one"), one], "two", HIDDEN)
+    assert await chat.undo(session, True) == ([user("one"), one], box("two"), HIDDEN)
     assert [m.text for m in await core.history(session)] == ["one", "You said: one"]
-    assert await chat.undo(session, True) == ([], "one", HIDDEN)
+    assert await chat.undo(session, True) == ([], box("one"), HIDDEN)
     with no_toasts():
         assert await chat.undo(session, True) == (
             SKIP, SKIP, notice("There is nothing to undo or retry yet.")

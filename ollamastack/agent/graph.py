@@ -27,6 +27,7 @@ from langgraph.types import Command
 
 from ollamastack.agent.answer_cache import CachedAnswers
 from ollamastack.agent.approval import approval_middleware
+from ollamastack.agent.attachments import with_pictures
 from ollamastack.agent.history import history_window, tool_rounds
 from ollamastack.agent.prompted_tools import ToolChoiceMiddleware
 from ollamastack.agent.relevance import RelevantTools
@@ -53,6 +54,9 @@ class TurnContext:
     num_ctx: int = 0  # the context this model gets (0: OLLAMASTACK_NUM_CTX)
     max_tokens: int | None = None  # the answer's longest length (Ollama's num_predict)
     user: str = ""  # who asked ("" without login): the answer cache is per user
+    documents: str = ""  # the conversation's documents for this turn (`attachments.py`)
+    document_tokens: int = 0  # their share of the context, taken from the history's
+    pictures: tuple[tuple[str, str], ...] = ()  # (file id, data URL) of the latest images
 
 
 class TurnMiddleware(AgentMiddleware):
@@ -74,7 +78,10 @@ class TurnMiddleware(AgentMiddleware):
         num_ctx = context.num_ctx or self.num_ctx
         # the history's share of a smaller context shrinks with it
         history_tokens = self.history_tokens * num_ctx // self.num_ctx
+        history_tokens = max(history_tokens // 4, history_tokens - context.document_tokens)
         prompt = context.system_prompt
+        if context.documents:
+            prompt = f"{prompt}\n\n{context.documents}" if prompt else context.documents
         tools = request.tools if context.tool_mode != "off" else []
         if tools and tool_rounds(request.messages) >= self.max_tool_rounds:
             tools, prompt = [], f"{prompt}\n\n{TOOL_BUDGET_SPENT}"
@@ -88,6 +95,7 @@ class TurnMiddleware(AgentMiddleware):
         window = history_window(request.messages, history_tokens)
         if left_out := len(request.messages) - len(window):
             get_stream_writer()({"messages_left_out": left_out})  # into the turn's stats
+        window = with_pictures(window, dict(context.pictures))
         return await handler(
             request.override(
                 model=self.engines.chat_model(context.model, context.ollama_url),

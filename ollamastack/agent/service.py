@@ -26,7 +26,7 @@ from ollamastack.engines.factory import Engines
 from ollamastack.engines.ollama.client import OllamaClient
 from ollamastack.engines.ollama.pool import OllamaPool
 from ollamastack.engines.types import EMBEDDED
-from ollamastack.errors import SessionBusy
+from ollamastack.errors import SessionBusy, SessionNotFound
 from ollamastack.lifecycle import ConversationDeleted, ModelDeleted, ModelPulled
 from ollamastack.settings import Settings
 from ollamastack.storage.memory import Memory, SessionInfo
@@ -110,6 +110,16 @@ class ChatService(TurnStreaming):
         state = await self.graph.aget_state(thread(session_id))
         return list(state.values.get("messages", []))
 
+    async def image(self, session_id: str, file_id: str, user: str = "") -> tuple[str, bytes]:
+        """An image attached in `user`'s conversation: its type and bytes (to show it again);
+        `SessionNotFound` for another user's conversation or an unknown file."""
+        session_id = await self.memory.sessions.check(session_id, user)
+        store = self.memory.documents
+        files = {f.id: f for f in await store.files(user, session_id)} if store else {}
+        if file_id not in files or files[file_id].kind != "image":
+            raise SessionNotFound(session_id)
+        return files[file_id].mime, await store.image(user, session_id, file_id)
+
     async def warm(self) -> None:
         """When the embedded model answers by default, load it and evaluate its fixed prompt
         prefixes now (the system prompt; the tool-choice prompt in prompted mode), so that
@@ -138,11 +148,17 @@ class ChatService(TurnStreaming):
         async with aclosing(self.engines.pull(name)) as progress:
             async for step in progress:
                 yield step
+        self._models_changed()
         self._emit(ModelPulled(name, user))
 
     async def delete_model(self, name: str, user: str = "") -> None:
         await self.engines.delete(name)
+        self._models_changed()
         self._emit(ModelDeleted(name, user))
+
+    def _models_changed(self) -> None:
+        if self.engines.embedder is not None:  # the embedding model may have come or gone
+            self.engines.embedder.forget()
 
     def answering(self, session_id: str) -> asyncio.Event | None:
         """While `session_id` answers, an event set once its turn is over and stored."""
@@ -175,12 +191,17 @@ class ChatService(TurnStreaming):
                 log.warning("turn of session %s did not stop in time; deleting", session_id)
         await self.memory.checkpointer.adelete_thread(session_id)
         await self.memory.search.remove(session_id)
+        if self.memory.documents is not None:
+            await self.memory.documents.delete_session(user, session_id)
         await self.memory.sessions.delete(session_id, user)
         self._loaded.discard(session_id)
         self._emit(ConversationDeleted(session_id, user))
 
-    async def undo_last_turn(self, session_id: str, user: str = "") -> str:
-        """Forget the last turn: the last user message and all that followed it.
+    async def undo_last_turn(
+        self, session_id: str, user: str = "", *, keep_files: bool = False
+    ) -> str:
+        """Forget the last turn: the last user message and all that followed it, and the
+        files it brought unless `keep_files` (a retry attaches them again: `reattach`).
 
         Returns that message's text (to edit or send again), or "" when there was none.
         """
@@ -197,6 +218,9 @@ class ChatService(TurnStreaming):
             config, {"messages": [RemoveMessage(id=m.id) for m in removed]}, as_node="model"
         )
         await self.memory.search.remove(session_id, asked[-1])
+        files = [ref["id"] for m in removed for ref in m.additional_kwargs.get("attachments", [])]
+        if files and not keep_files and self.memory.documents is not None:
+            await self.memory.documents.remove(user, session_id, files)
         return removed[0].text
 
     async def refresh_tools(self) -> list[ToolInfo]:

@@ -24,23 +24,28 @@ async def open_chat_service(
     # LangChain, LangGraph and the database drivers load here, on first use: not at start-up.
     from ollamastack.agent.answer_cache import ExpiringCache
     from ollamastack.agent.graph import build_agent
+    from ollamastack.agent.search_backfill import search_upkeep
     from ollamastack.agent.service import ChatService
     from ollamastack.agent.toolbox import Toolbox
     from ollamastack.agent.tools import build_tools
+    from ollamastack.documents import extract as documents
     from ollamastack.engines.factory import open_engines
     from ollamastack.storage.memory import open_memory
 
     engines = open_engines(settings)  # Ollama (one or several) and the embedded model
     try:
-        async with open_memory(settings) as memory:
+        embeddings = engines.embedder.embeddings if engines.embedder is not None else None
+        async with open_memory(settings, embeddings=embeddings) as memory:
             toolbox = Toolbox(settings, build_tools(settings))
             tools = await toolbox.refresh()  # the MCP servers' tools; one that is down: none
             cache = ExpiringCache(settings.cache_ttl) if settings.cache else None
             graph = build_agent(settings, memory.checkpointer, tools, engines, cache)
-            yield ChatService(settings, graph, memory, engines, tools, toolbox, answer_cache=cache,
-                              bus=bus)
+            async with search_upkeep(memory, graph):  # older conversations indexed meanwhile
+                yield ChatService(settings, graph, memory, engines, tools, toolbox,
+                                  answer_cache=cache, bus=bus)
     finally:
         await engines.close()
+        documents.shutdown()  # the worker processes that read attached documents
 
 
 class ServiceHandle:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING
@@ -22,18 +23,29 @@ from ollamastack.agent.approval import (
     pending_approvals,
     turn_options,
 )
+from ollamastack.agent.attachments import (
+    DocumentContext,
+    checked_files,
+    file_refs,
+    read_files,
+    store_files,
+    turn_files,
+    vision_model,
+)
 from ollamastack.agent.graph import TurnContext
 from ollamastack.agent.history import current_turn_start
 from ollamastack.agent.observer import TurnObserver
 from ollamastack.agent.sealing import thread
 from ollamastack.agent.turn import Turn
 from ollamastack.bus import EventBus
+from ollamastack.documents.files import Attachment
 from ollamastack.engines.factory import Engines
 from ollamastack.engines.ollama.pool import OllamaPool
 from ollamastack.engines.types import OLLAMA
-from ollamastack.errors import InvalidInput, OllamaStackError
-from ollamastack.events import Event, Started, ToolCall, TurnError
+from ollamastack.errors import InvalidInput, NeedsVision, OllamaStackError
+from ollamastack.events import Event, Sources, Started, ToolCall, TurnError
 from ollamastack.settings import Settings
+from ollamastack.storage.documents import StoredFile
 from ollamastack.storage.memory import Memory
 from ollamastack.storage.search import searchable
 
@@ -41,6 +53,7 @@ if TYPE_CHECKING:
     from ollamastack.agent.service import _Running
 
 log = logging.getLogger(__name__)
+NO_DOCUMENTS = DocumentContext()
 
 
 def tool_mode(setting: str, capabilities: tuple[str, ...]) -> str:
@@ -79,17 +92,25 @@ class TurnStreaming:
         temperature: float | None = None,
         system_prompt: str = "",
         max_tokens: int | None = None,
+        files: Sequence[tuple[str, bytes]] = (),
+        reattach: Sequence[str] = (),
     ) -> AsyncIterator[Event]:
         """Answer `message` in `session_id` (a new session when empty), streaming events.
 
         The first event is `Started` with the session id and the answering model, once the
-        turn is accepted. Bad input raises `InvalidInput`, and a session still answering an
-        earlier message raises `SessionBusy`, before anything is stored. Ollama's failures end
-        the stream with a `TurnError`; what was streamed so far is stored, marked as
-        interrupted, so the conversation stays valid for the next turn.
+        turn is accepted; `Sources` follows when the conversation has documents. Bad input
+        (a refused file among `files`, `(name, bytes)` pairs, included) raises `InvalidInput`,
+        and a session still answering an earlier message raises `SessionBusy`, before
+        anything is stored. `reattach`: ids of files already kept with `session_id` that this
+        message carries again (Retry of a message with files, after `undo_last_turn(...,
+        keep_files=True)`). Ollama's failures end the stream with a `TurnError`; what was
+        streamed so far is stored, marked as interrupted, so the conversation stays valid for
+        the next turn.
         """
         settings = self.settings
-        text = validation.clean_text(message, what="message", limit=settings.max_message_chars)
+        text = validation.clean_text(message, what="message", limit=settings.max_message_chars,
+                                     allow_empty=bool(files or reattach))
+        attachments = checked_files(files, settings) if files else []
         model = (
             validation.model_name(model, registries=settings.registries) if model
             else await self.engines.default_model()
@@ -110,7 +131,7 @@ class TurnStreaming:
                     raise AwaitingApproval(waiting[0].name)
             async with aclosing(self._observed(
                 self._accepted(text, session_id, user, model, temperature, prompt, max_tokens,
-                               claimed),
+                               claimed, attachments, await self._kept(session_id, user, reattach)),
                 user, model, text,
             )) as events:
                 async for event in events:
@@ -122,22 +143,57 @@ class TurnStreaming:
     async def _accepted(
         self, text: str, session_id: str, user: str, model: str, temperature: float,
         prompt: str, max_tokens: int | None, claimed: list[tuple[str, _Running]],
+        attachments: Sequence[Attachment] = (), kept: Sequence[StoredFile] = (),
     ) -> AsyncIterator[Event]:
         try:
             capabilities = await self.engines.capabilities(model)
         except OllamaStackError as error:
             yield TurnError(session_id, error)
             return
-        if not session_id:
+        images = [*(a for a in attachments if a.kind == "image"), *(f for f in kept
+                                                                     if f.kind == "image")]
+        if images and "vision" not in capabilities:
+            raise NeedsVision(model, await vision_model(self.engines))
+        incoming = await read_files(attachments, self.settings) if attachments else None
+        new = not session_id
+        if new:
             session_id = await self.new_session(user)
             claimed.append((session_id, self._claim(session_id)))
-        await self.memory.sessions.touch(session_id, user, text)
+        stored = list(kept)
+        if incoming is not None:
+            try:
+                stored += await store_files(incoming, self.memory.documents, user, session_id,
+                                            embed=await self.engines.embedding_ready())
+            except OllamaStackError as error:  # embedding failed: nothing of it was kept
+                if new:
+                    await self.memory.sessions.delete(session_id, user)
+                yield TurnError("" if new else session_id, error)
+                return
+        await self.memory.sessions.touch(session_id, user, text or stored[0].name)
         yield Started(session_id, model)
-        turn_input = {"messages": [HumanMessage(text)]}
-        async with aclosing(self._run(turn_input, session_id, model, temperature, prompt,
-                                      capabilities, max_tokens, user)) as events:
+        documents, pictures = await turn_files(self.memory.documents, self.engines, self.settings,
+                                               user, session_id, text, capabilities, model)
+        extra = {"attachments": file_refs(stored)} if stored else {}
+        if documents.sources:
+            extra["sources"] = [source.as_dict() for source in documents.sources]
+        message = HumanMessage(text, id=str(uuid.uuid4()), additional_kwargs=extra)
+        async with aclosing(self._run({"messages": [message]}, session_id, model, temperature,
+                                      prompt, capabilities, max_tokens, user,
+                                      documents, pictures)) as events:
             async for event in events:
                 yield event
+
+    async def _kept(self, session_id: str, user: str, file_ids: Sequence[str]
+                    ) -> list[StoredFile]:
+        """The files of `session_id` named by `file_ids`, or `InvalidInput`."""
+        if not file_ids:
+            return []
+        store = self.memory.documents
+        kept = await store.files(user, session_id) if store is not None and session_id else []
+        files = {file.id: file for file in kept}
+        if missing := [file_id for file_id in file_ids if file_id not in files]:
+            raise InvalidInput(f"No file with id {missing[0]} is kept with this conversation.")
+        return [files[file_id] for file_id in file_ids]
 
     async def resume_turn(
         self, session_id: str, approve: bool, *, user: str = ""
@@ -185,8 +241,13 @@ class TurnStreaming:
         yield Started(session_id, model)
         yield ToolCall(call.call_id, call.name, call.args)  # type: ignore[attr-defined]
         answer = Command(resume={call.interrupt_id: decision(approve)})  # type: ignore[attr-defined]
+        messages = (await self.graph.aget_state(thread(session_id))).values.get("messages", [])
+        question = messages[current_turn_start(messages)].text if messages else ""
+        documents, pictures = await turn_files(self.memory.documents, self.engines, self.settings,
+                                               user, session_id, question, capabilities, model)
         async with aclosing(self._run(answer, session_id, model, temperature, prompt,
-                                      capabilities, max_tokens, user)) as events:
+                                      capabilities, max_tokens, user,
+                                      documents, pictures)) as events:
             async for event in events:
                 yield event
 
@@ -212,8 +273,11 @@ class TurnStreaming:
     async def _run(
         self, turn_input: dict | Command, session_id: str, model: str, temperature: float,
         prompt: str, capabilities: Sequence[str], max_tokens: int | None = None,
-        user: str = "",
+        user: str = "", documents: DocumentContext = NO_DOCUMENTS,
+        pictures: tuple[tuple[str, str], ...] = (),
     ) -> AsyncIterator[Event]:
+        if documents.sources:
+            yield Sources(documents.sources)
         ollama = self.engines.ollama
         context = TurnContext(
             model=model,
@@ -223,6 +287,9 @@ class TurnStreaming:
             num_ctx=await self.engines.context_length(model),
             max_tokens=max_tokens,
             user=user,
+            documents=documents.text,
+            document_tokens=documents.tokens,
+            pictures=pictures,
             think=True if "thinking" in capabilities else None,
             ollama_url=(
                 ollama.instance_for(session_id)

@@ -24,6 +24,7 @@ from ollamastack.engines.embedded.engine import (
 )
 from ollamastack.engines.ollama.chat_model import OllamaChatModel, check_chat_ollama
 from ollamastack.engines.ollama.client import OllamaClient, ollama_timeout
+from ollamastack.engines.ollama.embeddings import OllamaEmbedder
 from ollamastack.engines.ollama.pool import OllamaPool, connect
 from ollamastack.engines.types import (
     EMBEDDED,
@@ -83,6 +84,7 @@ class Engines:
     ollama: OllamaClient | OllamaPool
     ollama_chat: dict[str, BaseChatModel]  # one chat model per Ollama instance, by URL
     embedded: Embedded | None
+    embedder: OllamaEmbedder | None = None  # `embed_model`, which indexes large documents
     _ollama_down_until: float = field(default=0.0, repr=False)
 
     def chat_model(self, model: str, ollama_url: str = "") -> BaseChatModel:
@@ -109,6 +111,11 @@ class Engines:
         except ModelNotFound:
             return self.embedded.name
         return self.settings.model
+
+    async def embedding_ready(self) -> bool:
+        """Whether Ollama can embed documents now (`embed_model` installed); else they are
+        searched by keyword. Never raises."""
+        return self.embedder is not None and await self.embedder.ready()
 
     def embedded_queue(self) -> int:
         """Generations of the embedded model that a new request would wait for."""
@@ -240,4 +247,5 @@ def open_engines(settings: Settings) -> Engines:
         )
         for url in settings.ollama_hosts
     }
-    return Engines(settings, connect(settings), ollama_chat, open_embedded(settings))
+    return Engines(settings, connect(settings), ollama_chat, open_embedded(settings),
+                   OllamaEmbedder(settings))

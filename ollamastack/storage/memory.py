@@ -3,9 +3,9 @@
 The checkpointer holds each session's messages (keyed by `thread_id` = session id); a
 LangGraph store beside it holds who owns each session, its title and times, so listing a
 user's sessions never scans checkpoints. Both come from LangGraph's own SQLite or PostgreSQL
-packages; the full-text search index (`search.py`) lives in the same database. Every read
-and write passes the user: another user's session is reported as not found, so no caller
-can forget the owner check.
+packages; the full-text search index (`search.py`) and the attached files (`documents.py`)
+live in the same database. Every read and write passes the user: another user's session is
+reported as not found, so no caller can forget the owner check.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from langchain_core.embeddings import Embeddings
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore, GetOp
 
 from ollamastack.errors import DatabaseUnavailable, SessionNotFound
 from ollamastack.settings import Settings
+from ollamastack.storage.documents import DocumentStore
 from ollamastack.storage.search import PostgresSearchIndex, SearchIndex, SqliteSearchIndex
 from ollamastack.validation import session_id as valid_session_id
 
@@ -145,13 +147,14 @@ class SessionIndex:
 
 @dataclass(frozen=True)
 class Memory:
-    """The checkpointer, the session index and the search index, opened together on one
-    database."""
+    """The checkpointer, the session index, the search index and the attached files, opened
+    together on one database."""
 
     checkpointer: BaseCheckpointSaver
     sessions: SessionIndex
     store: BaseStore  # the key-value store under the session index (API tokens share it)
     search: SearchIndex
+    documents: DocumentStore | None = None
 
 
 def private_directory(path: Path) -> None:
@@ -166,14 +169,19 @@ def private_directory(path: Path) -> None:
 
 
 @asynccontextmanager
-async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
+async def open_memory(
+    settings: Settings, *, embeddings: Embeddings | None = None
+) -> AsyncIterator[Memory]:
     """Open the database named by `settings.database_url`, creating its tables if missing;
-    the data directory is made this user's only first (unless nothing is stored in it)."""
+    the data directory is made this user's only first (unless nothing is stored in it).
+    `embeddings` index attached documents (None: they are searched by keywords)."""
     if str(settings.sqlite_path) != ":memory:":
         private_directory(settings.data_dir)
     if settings.on_postgres:
         async with _open_postgres(settings.database_url) as (checkpointer, store, search):
-            yield Memory(checkpointer, SessionIndex(store), store, search)
+            documents = await DocumentStore.on_postgres(store, embeddings)
+            _log_note(documents)
+            yield Memory(checkpointer, SessionIndex(store), store, search, documents)
         return
     from ollamastack.storage.sqlite import open_sqlite
 
@@ -181,8 +189,30 @@ async def open_memory(settings: Settings) -> AsyncIterator[Memory]:
     async with (
         open_sqlite(settings.sqlite_path) as (checkpointer, store),
         SqliteSearchIndex.open(settings.sqlite_path) as search,
+        DocumentStore.open_sqlite(documents_path(settings.sqlite_path), embeddings) as documents,
     ):
-        yield Memory(checkpointer, SessionIndex(store), store, search)
+        _log_note(documents)
+        yield Memory(checkpointer, SessionIndex(store), store, search, documents)
+
+
+def documents_path(path: Path | str) -> Path | str:
+    """The SQLite file of attached files, beside the conversations' file. A file of its own:
+    where Python's sqlite3 cannot load sqlite-vec it is opened through pysqlite3, another copy
+    of SQLite, and two copies in one process must never open the same file (each drops the
+    other's POSIX locks: https://sqlite.org/howtocorrupt.html, "multiple copies of SQLite").
+
+    >>> documents_path("data/ollamastack.sqlite"), documents_path(":memory:")
+    (PosixPath('data/ollamastack-documents.sqlite'), ':memory:')
+    """
+    if str(path) == ":memory:":
+        return path
+    path = Path(path)
+    return path.with_name(f"{path.stem}-documents{path.suffix}")
+
+
+def _log_note(documents: DocumentStore) -> None:
+    if documents.note:
+        log.info("%s", documents.note)
 
 
 async def check_postgres(url: str) -> None:

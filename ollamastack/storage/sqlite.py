@@ -39,7 +39,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class _Worker:
+class Worker:
     """One thread that runs the database calls, one at a time, in the order asked."""
 
     def __init__(self) -> None:
@@ -56,7 +56,7 @@ class _Worker:
 class ThreadedSqliteSaver(SqliteSaver):
     """LangGraph's `SqliteSaver`, awaited: each call runs on the worker thread."""
 
-    def __init__(self, conn: sqlite3.Connection, worker: _Worker) -> None:
+    def __init__(self, conn: sqlite3.Connection, worker: Worker) -> None:
         super().__init__(conn)
         self._worker = worker
 
@@ -96,7 +96,7 @@ class ThreadedSqliteStore(SqliteStore):
     IMMEDIATE, so a write waits for another process's lock (within the busy timeout) rather
     than failing at once with "database is locked" after reading under a plain BEGIN."""
 
-    def __init__(self, conn: sqlite3.Connection, worker: _Worker) -> None:
+    def __init__(self, conn: sqlite3.Connection, worker: Worker) -> None:
         super().__init__(conn)
         self._worker = worker
 
@@ -139,7 +139,7 @@ async def open_sqlite(path: Path | str) -> AsyncIterator[tuple[BaseCheckpointSav
     the file and its -wal and -shm files are this user's only."""
     if str(path) != ":memory:":
         private_database(Path(path))
-    worker = _Worker()
+    worker = Worker()
     # Two connections: the saver commits Python's implicit transactions, the store runs its
     # own BEGIN/COMMIT (autocommit mode). The saver's setup() switches the file to WAL, so a
     # crash never corrupts it; in WAL, synchronous=NORMAL keeps every commit through a

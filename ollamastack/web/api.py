@@ -12,9 +12,11 @@ call in the audit log.
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
+from gradio.data_classes import FileData
 
 from ollamastack import validation
 from ollamastack.agent.service_handle import ServiceHandle
@@ -40,6 +42,7 @@ from ollamastack.web.http import reported_health
 from ollamastack.web.metrics import USAGE_REFUSAL, is_admin
 from ollamastack.web.rest.token_endpoints import token_endpoints
 from ollamastack.web.turns import Frame, TurnPipeline, TurnRequest
+from ollamastack.web.uploads import gradio_files, upload_bytes
 
 
 class NamedApi:
@@ -68,6 +71,7 @@ class NamedApi:
         model: str = "",
         temperature: float | None = None,
         system_prompt: str = "",
+        files: list[FileData] | None = None,
         request: gr.Request | None = None,
     ) -> AsyncIterator[ChatChunk]:
         """Send a message to the agent and stream its answer as it is generated.
@@ -78,7 +82,11 @@ class NamedApi:
         a dict comes at most every 50 ms, with all the text that came meanwhile. When the
         model called a tool that needs the user's approval, the last dict also has
         pending_approval (name, args): answer it with /approve_tool; until then a new message
-        to this conversation is refused.
+        to this conversation is refused. Attached documents stay with the conversation for
+        later questions (the message may be empty when files come); images go to models that
+        can see (PNG, JPEG, WebP, GIF). When the conversation has documents, each dict also
+        has sources (file, page, and the passage found for the question; an empty text for a
+        document read whole).
 
         Args:
             message: What to ask.
@@ -86,10 +94,14 @@ class NamedApi:
             model: An installed Ollama model; empty uses the server's default model.
             temperature: Sampling temperature from 0 to 2; empty uses the server's default.
             system_prompt: Instructions for the model; empty uses the server's default prompt.
+            files: Images or documents (.txt .md .csv .pdf .docx .html) to attach (handle_file).
         """
         caller = caller_of(request)
         turn = TurnRequest(message, session_id, model, temperature, system_prompt)
         with user_errors(), self.turns.admitted("/chat", caller, turn) as entry:
+            if files:
+                turn = replace(turn, files=await gradio_files(files, limit=upload_bytes(
+                    self.settings)))
             batches = self.turns.frames(
                 entry, caller.user, turn, interval=self.update_interval, may_wait=same_run
             )

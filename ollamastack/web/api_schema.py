@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 from ollamastack.events import (
     ApprovalPending,
     Event,
+    Sources,
     TextDelta,
     ThinkingDelta,
     ToolCall,
@@ -39,6 +40,12 @@ class PendingApproval(TypedDict):
     args: dict[str, Any]
 
 
+class SourceInfo(TypedDict):
+    file: str
+    page: int | None
+    text: str  # the passage found for the question; empty for a document read whole
+
+
 class ChatChunk(TypedDict):
     session_id: str
     content: str
@@ -48,6 +55,8 @@ class ChatChunk(TypedDict):
     stats: dict[str, Any] | None
     # only in the last chunk of a turn that waits for the user's yes (/approve_tool)
     pending_approval: NotRequired[PendingApproval]
+    # the conversation's documents the answer drew on, once there are any
+    sources: NotRequired[list[SourceInfo]]
 
 
 class ToolEntry(TypedDict):
@@ -131,6 +140,7 @@ class ChatProgress:
         self._call_ids: list[str] = []
         self._after_tools = False
         self.pending: PendingApproval | None = None
+        self.sources: list[SourceInfo] = []
 
     def chunk(self, *, done: bool = False, stats: dict[str, Any] | None = None) -> ChatChunk:
         chunk: ChatChunk = {
@@ -143,6 +153,8 @@ class ChatProgress:
         }
         if done and self.pending is not None:
             chunk["pending_approval"] = self.pending
+        if self.sources:
+            chunk["sources"] = self.sources
         return chunk
 
     def apply(self, event: Event) -> bool:
@@ -169,6 +181,8 @@ class ChatProgress:
         elif isinstance(event, ApprovalPending):
             self.pending = {"name": event.name, "args": event.args}
             return False  # shown with the turn's last chunk
+        elif isinstance(event, Sources):
+            self.sources = [SourceInfo(**source.as_dict()) for source in event.sources]
         else:
             return False
         return True
@@ -200,7 +214,9 @@ def message_entry(message: "AnyMessage") -> dict[str, Any]:
     entry = {"role": full["role"], "content": full["content"]}
     if calls := full.get("tool_calls"):
         entry["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in calls]
-    return entry | {key: full[key] for key in ("name", "interrupted") if key in full}
+    return entry | {
+        key: full[key] for key in ("name", "interrupted", "files", "sources") if key in full
+    }
 
 
 def tool_entry(info: "ToolInfo") -> ToolEntry:

@@ -34,7 +34,10 @@ class SessionEndpoints:
 
         Each is {"role", "content"} (role user, assistant, tool or system); an assistant
         message that called tools has "tool_calls" [{"name", "args"}], a tool message "name",
-        and an answer cut short (stopped, or Ollama failed) "interrupted" with the reason.
+        and an answer cut short (stopped, or Ollama failed) "interrupted" with the reason. A
+        user message with attachments has "files" [{"id", "name", "kind" (image or
+        document), "mime", "size", "pages"}], and "sources" once the conversation had
+        documents (what its answer drew on: file, page, text).
 
         Args:
             session_id: The conversation, as returned by /chat or /sessions.

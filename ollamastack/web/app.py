@@ -33,6 +33,7 @@ from ollamastack.web.rest.door import rest_middleware
 from ollamastack.web.rest.slots import TurnSlots
 from ollamastack.web.ui import theme
 from ollamastack.web.ui.layout import build_ui
+from ollamastack.web.uploads import upload_bytes
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def build_app(settings: Settings, *, update_interval: float = FRAME_SECONDS) -> 
     every token, as tests that check each one want)."""
     handle = ServiceHandle(settings, bus := EventBus())
     observers = Observers.build(settings, handle, bus)
-    edge = Edge(settings)  # one rate limit and audit log for the page and the API
+    edge = Edge(settings, bus=bus)  # one rate limit and audit log for the page and the API
     # Uploaded files leave Gradio's cache `upload_retention` seconds after they
     # were made (checked as often), and all of them when the app stops.
     retention = settings.upload_retention
@@ -199,15 +200,6 @@ def startup_errors(settings: Settings) -> list[str]:
             "of them off."
         )
     return errors
-
-
-def upload_bytes(settings: Settings) -> int:
-    """The largest file Gradio's upload route accepts (`max_upload_mb`, 1 MB = 2**20 bytes).
-
-    >>> upload_bytes(Settings(_env_file=None, max_upload_mb=0.5))
-    524288
-    """
-    return round(settings.max_upload_mb * 2**20)
 
 
 def launch(app: WebApp, settings: Settings, **options: Any) -> tuple[Any, str, str | None]:

@@ -1,5 +1,8 @@
 """The audit log: one JSON line per request, in the data directory, of who did what and how
-it went.
+it went. Each request's entry is a `RequestAudited` event on the app's bus, written to the
+file by a lossless bus subscriber on a thread of its own, off the request's path (`bus.py`
+says why a thread); a reader who needs the record of a request just answered calls `flush`
+or `wait_for` first.
 
     {"time": "2025-11-25T17:20:01.123Z", "user": "alice", "client": "127.0.0.1",
      "endpoint": "/chat", "session_id": "1b4e…", "model": "llama3.2", "outcome": "ok",
@@ -33,10 +36,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gradio.exceptions import Error as GradioError
 
+from ollamastack.bus import EventBus, LosslessSubscription
 from ollamastack.errors import (
     InvalidInput,
     NotAllowed,
@@ -46,6 +50,7 @@ from ollamastack.errors import (
     SessionNotFound,
     TooManyTurns,
 )
+from ollamastack.lifecycle import RequestAudited
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +108,43 @@ class Entry:
         elif self.outcome == "error":
             self.error = type(error).__name__  # its text may hold anything: see the app's log
 
-    def line(self, latency: float, *, log_content: bool) -> dict[str, Any]:
-        """The JSON object written for this entry."""
-        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        line: dict[str, Any] = {
-            "time": now,
-            "user": self.user,
-            "client": self.client,
-            "endpoint": self.endpoint,
-            "session_id": self.session_id,
-            "model": self.model,
-            "outcome": self.outcome,
-            "latency_s": round(latency, 4),
-        }
-        if self.error:
-            line["error"] = self.error
-        if log_content and self.message is not None:
-            line["message"] = self.message
-        return line
+    def event(self, seconds: float, *, log_content: bool) -> RequestAudited:
+        """The bus event of this entry, its texts already cut (a queue of them stays small)."""
+        texts = (self.endpoint, self.user, self.client, self.session_id, self.model)
+        endpoint, user, client, session_id, model = (_short(t) for t in texts)
+        message = self.message if log_content else None
+        return RequestAudited(
+            endpoint, user, client, session_id, model, self.outcome,
+            _short(self.error, LIMITS["error"]), seconds,
+            None if message is None else _short(message, LIMITS["message"]),
+        )
+
+
+def line_of(event: RequestAudited) -> dict[str, Any]:
+    """The JSON object written for one request, its fields in the file's order.
+
+    >>> line_of(RequestAudited("/chat", "ann", "::1", outcome="refused", error="Too long.",
+    ...                        seconds=0.12345, time=0.0))  # doctest: +NORMALIZE_WHITESPACE
+    {'time': '1970-01-01T00:00:00.000Z', 'user': 'ann', 'client': '::1', 'endpoint': '/chat',
+     'session_id': '', 'model': '', 'outcome': 'refused', 'latency_s': 0.1235,
+     'error': 'Too long.'}
+    """
+    when = datetime.fromtimestamp(event.time, UTC).isoformat(timespec="milliseconds")
+    line: dict[str, Any] = {
+        "time": when.replace("+00:00", "Z"),
+        "user": event.user,
+        "client": event.client,
+        "endpoint": event.endpoint,
+        "session_id": event.session_id,
+        "model": event.model,
+        "outcome": event.outcome,
+        "latency_s": round(event.seconds, 4),
+    }
+    if event.error:
+        line["error"] = event.error
+    if event.message is not None:
+        line["message"] = event.message
+    return line
 
 
 def record_line(fields: dict[str, Any]) -> bytes:
@@ -158,19 +182,26 @@ def _short(text: str, limit: int = FIELD_CHARS) -> str:
 
 
 class AuditLog:
-    """Appends records to `path` (created owner-only); a write that fails is logged, not raised.
+    """Each request's entry, emitted on `bus` (a bus of its own without one) and appended to
+    `path` (created owner-only) by the one lossless subscriber it adds there; a write that
+    fails is logged, not raised. One per bus: a second would write every record twice.
 
     The file is opened for each record, so it can be rotated (moved away) at any time.
     """
 
-    def __init__(self, path: Path, *, log_content: bool = False) -> None:
+    def __init__(self, path: Path, *, log_content: bool = False,
+                 bus: EventBus | None = None) -> None:
         self.path = path
         self.log_content = log_content
+        self.bus = bus if bus is not None else EventBus()
+        self.subscription = cast(LosslessSubscription, self.bus.subscribe(
+            self.record, name="audit log", lossless=True,
+            accepts=lambda event: isinstance(event, RequestAudited)))
         self._lock = threading.Lock()
 
     @contextmanager
     def entry(self, endpoint: str, user: str, client: str, **fields: Any) -> Iterator[Entry]:
-        """Time the block and write its entry when it ends, however it ends."""
+        """Time the block and emit its entry when it ends, however it ends."""
         entry = Entry(endpoint, user, client, **fields)
         started = time.perf_counter()
         try:
@@ -179,7 +210,22 @@ class AuditLog:
             entry.fail(error)
             raise
         finally:
-            self.write(entry.line(time.perf_counter() - started, log_content=self.log_content))
+            elapsed = time.perf_counter() - started
+            self.bus.emit(entry.event(elapsed, log_content=self.log_content))
+
+    def record(self, event: RequestAudited) -> None:
+        """The subscriber: one request's line."""
+        self.write(line_of(event))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every entry emitted so far is in the file (at most `timeout` s)."""
+        return self.subscription.wait(timeout=timeout)
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until this log has written `count` entries in all (at most `timeout` s): for
+        a reader whose reply can arrive a moment before its request's entry ends (a stream,
+        a login)."""
+        return self.subscription.wait(count, timeout)
 
     def write(self, fields: dict[str, Any]) -> None:
         line = record_line(fields)

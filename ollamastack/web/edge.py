@@ -17,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 
+from ollamastack.bus import EventBus
 from ollamastack.errors import NotAllowed, OllamaStackError, TooManyTurns
 from ollamastack.settings import Settings
 from ollamastack.web.audit import AUDIT_FILE, AuditLog, Entry
@@ -80,11 +81,17 @@ def models_refusal(settings: Settings, user: str) -> str:
 class Edge:
     """The checks and the record that every endpoint of the page and the API shares."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Callable[[], float] = time.monotonic,
+        bus: EventBus | None = None,
+    ) -> None:
+        """`bus`: the app's event bus, which the audit entries go out on (and are flushed
+        with when it closes); without one, the audit log has a bus of its own."""
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit, clock=clock)
         self._in_flight: Counter[str] = Counter()  # turns streaming now, per `Caller.key`
-        self.audit_log = AuditLog(settings.data_dir / AUDIT_FILE, log_content=settings.log_content)
+        self.audit_log = AuditLog(
+            settings.data_dir / AUDIT_FILE, log_content=settings.log_content, bus=bus)
 
     def count_message(self, caller: Caller) -> None:
         """One more message from `caller`, or `RateLimited` saying when to try again."""
@@ -113,7 +120,7 @@ class Edge:
     def audit(
         self, endpoint: str, caller: Caller, **fields: Any
     ) -> AbstractContextManager[Entry]:
-        """The audit entry of one request, written when the `with` block ends."""
+        """The audit entry of one request, emitted when the `with` block ends."""
         return self.audit_log.entry(endpoint, caller.user, caller.client, **fields)
 
 

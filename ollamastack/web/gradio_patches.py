@@ -201,11 +201,35 @@ def rest_session_middleware() -> list[type]:
 
 # -- errors reading a call's inputs, printed with the inputs --------------------------------
 
+def left_off_defaults(block_fn: Any, sent: int) -> list[Any]:
+    """The defaults of the parameters a raw call left off the end, so an endpoint that gains
+    a parameter (`/chat`'s `files`) keeps its older callers; none when one of them has no
+    default (Gradio then refuses the call as before).
+
+    >>> from types import SimpleNamespace
+    >>> def chat(message: str, session_id: str = "", files: list | None = None, request=None): ...
+    >>> left_off_defaults(SimpleNamespace(fn=chat, inputs=[1, 2, 3]), 1)
+    ['', None]
+    >>> left_off_defaults(SimpleNamespace(fn=chat, inputs=[1, 2, 3]), 0)
+    []
+    """
+    try:
+        parameters = [p for p in inspect.signature(block_fn.fn).parameters.values()
+                      if p.name != "request" and p.kind is not p.VAR_KEYWORD]
+    except (AttributeError, TypeError, ValueError):
+        return []
+    left = parameters[sent:]
+    if len(parameters) != len(block_fn.inputs) or any(p.default is p.empty for p in left):
+        return []
+    return [p.default for p in left]
+
+
 def quiet_input_errors(blocks: Any) -> bool:
     """Gradio's queue prints the traceback of every error but a `gr.Error` told not to, and
     the errors of reading a call's inputs quote them: too few inputs lists each one, a chat
     history that does not validate shows its messages, a slider its value. Those errors
-    reach the client as a `gr.Error` that is not printed; the log gets only their kind."""
+    reach the client as a `gr.Error` that is not printed; the log gets only their kind.
+    A raw call that leaves off trailing parameters with defaults gets those defaults."""
     preprocess = getattr(blocks, "preprocess_data", None)
     shape = ["block_fn", "inputs", "state", "explicit_call"]
     if not inspect.iscoroutinefunction(preprocess) or (
@@ -214,6 +238,8 @@ def quiet_input_errors(blocks: Any) -> bool:
         return _unpatched("quiet_input_errors", "Blocks.preprocess_data has another shape")
 
     async def preprocess_data(block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if len(inputs) < len(getattr(block_fn, "inputs", ())):
+            inputs = [*inputs, *left_off_defaults(block_fn, len(inputs))]
         try:
             return await preprocess(block_fn, inputs, *args, **kwargs)
         except GradioError as error:

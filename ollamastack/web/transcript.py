@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 
 from ollamastack.web.ui.chat_view import interrupted_note
 from ollamastack.web.ui.safe_markdown import fenced
@@ -49,6 +49,14 @@ def message_dict(message: AnyMessage) -> dict[str, Any]:
             entry["interrupted"] = str(reason)
         if model := message.response_metadata.get("model_name"):
             entry["model"] = str(model)
+    elif isinstance(message, HumanMessage):
+        if files := message.additional_kwargs.get("attachments"):
+            entry["files"] = [
+                {key: ref.get(key) for key in ("id", "name", "kind", "mime", "size", "pages")}
+                for ref in files
+            ]
+        if sources := message.additional_kwargs.get("sources"):
+            entry["sources"] = [dict(source) for source in sources]
     elif isinstance(message, ToolMessage):
         entry["name"] = message.name or ""
         entry["tool_call_id"] = message.tool_call_id
@@ -76,6 +84,7 @@ def to_markdown(messages: Sequence[AnyMessage], *, title: str, exported_at: str)
     for entry in message_dicts(messages):
         if entry["role"] == "user":
             lines += ["", "## You", "", entry["content"]]
+            lines += [f"> Attached `{f['name']}`" for f in entry.get("files", [])]
             answering = False
             continue
         if not answering:

@@ -31,6 +31,8 @@ class TurnRequest:
     temperature: float | None = None
     system_prompt: str = ""
     max_tokens: int | None = None  # the answer's longest length (OpenAI's `max_tokens`)
+    files: tuple[tuple[str, bytes], ...] = ()  # attached files: (name as sent, bytes)
+    reattach: tuple[str, ...] = ()  # files kept with the conversation, sent again (Retry)
 
 
 class TurnPipeline:
@@ -77,6 +79,8 @@ class TurnPipeline:
             temperature=turn.temperature,
             system_prompt=turn.system_prompt,
             max_tokens=turn.max_tokens,
+            files=turn.files,
+            reattach=turn.reattach,
         )
         async with aclosing(self._framed(entry, events, interval, may_wait, clock)) as batches:
             async for batch in batches:

@@ -49,6 +49,16 @@ them (``llama3.2`` -> ``llama3.2:latest``). A chat loads its model into
 starting with ``missing``; ``add_pullable(name, **add_model_kwargs)`` sets what a
 pull installs. ``pull_delay`` paces pull progress lines.
 
+Embeddings: ``POST /api/embed`` answers deterministic vectors (``embed_vector``: hashed
+bag of words, L2-normalised, ``embedding_length`` dimensions, 768 unless set), so texts that
+share words are close. A model needs the ``embedding`` capability
+(``add_model("nomic-embed-text", capabilities=("embedding",))``), which cannot chat;
+``enqueue_embed_error(status, message, after=0)`` fails the embed request after ``after``
+good ones; ``embed_requests`` are the bodies received.
+
+Images: a chat whose messages carry ``images`` needs a ``vision`` model; unscripted, it
+answers ``"You said: <text> [2 images: <sha256[:12]> (<bytes> bytes), ...]"``.
+
 ``requests`` records every request (``RecordedRequest``: method, path, parsed
 JSON body, and ``disconnected`` once a client hung up mid-stream);
 ``wait_until(predicate)`` blocks until the server's state satisfies it.
@@ -57,6 +67,8 @@ JSON body, and ``disconnected`` once a client hung up mid-stream);
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import json
@@ -89,6 +101,7 @@ DEFAULT_NUM_CTX = 4096
 PULL_STEPS = 4  # progress lines per layer after the first
 TEMPLATE = "{{ range .Messages }}<|{{ .Role }}|>{{ .Content }}{{ end }}<|assistant|>"
 TOOLS_TEMPLATE = "{{ if .Tools }}<|tools|>{{ .Tools }}{{ end }}" + TEMPLATE
+EMBEDDING_LENGTH = 768  # nomic-embed-text's, for an embedding model that does not say
 
 
 class ConnectionCut(Exception):
@@ -149,6 +162,14 @@ class FakeModel:
     family: str = "llama"
     context_length: int = 131_072
     modified_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    embedding_length: int | None = None  # None: EMBEDDING_LENGTH if it embeds, else unsaid
+
+    @property
+    def dimensions(self) -> int | None:
+        """The length of its vectors, as `/api/show` reports it (None: not reported)."""
+        if self.embedding_length is None and "embedding" in self.capabilities:
+            return EMBEDDING_LENGTH
+        return self.embedding_length
 
     @property
     def digest(self) -> str:
@@ -175,6 +196,15 @@ class FakeModel:
         }
 
 
+@dataclass
+class EmbedFault:
+    """An ``/api/embed`` answered with ``{"error": message}`` after ``after`` good ones."""
+
+    status: int
+    message: str
+    after: int = 0
+
+
 TOGETHER_TIMEOUT = 10.0  # how long a `together` reply waits for the others
 
 
@@ -189,6 +219,7 @@ class FakeOllama:
         self._changed = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
         self._replies: list[Reply] = []
+        self._embed_faults: list[EmbedFault] = []
         self._models: dict[str, FakeModel] = {}
         self._together: list[Any] | None = None  # [replies waiting, event set when complete]
         self._loaded: dict[str, tuple[datetime, int]] = {}  # expires_at, num_ctx
@@ -205,6 +236,7 @@ class FakeOllama:
                 Route("/api/show", self._show, methods=["POST"]),
                 Route("/api/ps", self._ps, methods=["GET"]),
                 Route("/api/chat", self._chat, methods=["POST"]),
+                Route("/api/embed", self._embed, methods=["POST"]),
                 Route("/api/pull", self._pull, methods=["POST"]),
                 Route("/api/delete", self._delete, methods=["DELETE"]),
             ],
@@ -364,6 +396,13 @@ class FakeOllama:
     ) -> Reply:
         return self.enqueue(Reply(content=text, cut=True, after_chunks=after_chunks, **options))
 
+    def enqueue_embed_error(self, status: int, message: str, *, after: int = 0) -> EmbedFault:
+        """Fail an ``/api/embed`` request with ``{"error": message}``, after ``after`` more
+        succeed (a runner that dies in the middle of a document)."""
+        with self._lock:
+            self._embed_faults.append(fault := EmbedFault(status, message, after))
+        return fault
+
     # -- reading back --------------------------------------------------------
 
     @property
@@ -374,6 +413,10 @@ class FakeOllama:
     @property
     def chat_requests(self) -> list[Any]:
         return [r.body for r in self.requests if r.path == "/api/chat"]
+
+    @property
+    def embed_requests(self) -> list[Any]:
+        return [r.body for r in self.requests if r.path == "/api/embed"]
 
     @property
     def pending_replies(self) -> list[Reply]:
@@ -439,6 +482,8 @@ class FakeOllama:
                     "general.architecture": m.family,
                     "general.parameter_count": _parse_count(m.parameter_size),
                     f"{m.family}.context_length": m.context_length,
+                    **({} if m.dimensions is None
+                       else {f"{m.family}.embedding_length": m.dimensions}),
                 },
                 "capabilities": list(m.capabilities),
                 "modified_at": _iso(m.modified_at),
@@ -487,6 +532,8 @@ class FakeOllama:
             return _error(400, "model is required")
         if (model := self._find(name)) is None:
             return _error(404, f"model '{name}' not found")
+        if "completion" not in model.capabilities:
+            return _error(400, f'"{name}" does not support chat')
         think = body.get("think")
         if "thinking" in model.capabilities:
             think = True if think is None else think
@@ -503,11 +550,18 @@ class FakeOllama:
             self.load_model(model.name, context_length=num_ctx, keep_alive=keep_alive)
             reason = "unload" if keep_alive == 0 else "load"
             return JSONResponse(_chunk(name, _msg(), done=True, done_reason=reason))
+        try:
+            images = [_decode_image(i) for m in messages for i in m.get("images") or ()]
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if images and "vision" not in model.capabilities:  # the runner has no projector
+            self.load_model(model.name, context_length=num_ctx, keep_alive=keep_alive)
+            return _error(500, "this model is missing data required for image input")
 
         formatted = body.get("format") not in (None, "")
         reply = self._take_reply(model.name, formatted) or Reply(
             content=json.dumps(minimal_instance(body["format"])) if formatted
-            else "You said: " + _last_user_text(messages)
+            else "You said: " + _last_user_text(messages) + describe_images(images)
         )
         delay = self.first_byte_delay
         if reply.first_byte_delay is not None:
@@ -596,6 +650,61 @@ class FakeOllama:
             "eval_count": len(parts),
             "eval_duration": generation,
         }
+
+    async def _embed(self, request: Request) -> Response:
+        """``/api/embed`` as Ollama's EmbedHandler answers it."""
+        body = (await self._record(request)).body
+        if not isinstance(body, dict):
+            return _error(400, "missing request body")
+        name, given = body.get("model") or "", body.get("input")
+        if isinstance(given, str):
+            texts = [given] if given else []
+        elif given is None or (isinstance(given, list) and all(isinstance(t, str) for t in given)):
+            texts = list(given or [])
+        else:
+            return _error(400, "invalid input type")
+        if not name:
+            return _error(400, "model is required")
+        if (model := self._find(name)) is None:
+            return _error(404, f'model "{name}" not found, try pulling it first')
+        try:
+            keep_alive = keep_alive_seconds(body.get("keep_alive"))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        num_ctx = (body.get("options") or {}).get("num_ctx") or DEFAULT_NUM_CTX
+        await asyncio.sleep(self.first_byte_delay)
+        self.load_model(model.name, context_length=num_ctx, keep_alive=keep_alive)
+        if not texts:  # an empty request loads the model
+            return JSONResponse({"model": name, "embeddings": []})
+        if (fault := self._take_embed_fault()) is not None:
+            return _error(fault.status, fault.message)
+        if model.dimensions is None or "embedding" not in model.capabilities:
+            return _error(501, "this model does not support embeddings")
+        limit = min(num_ctx, model.context_length)
+        words = [text.split() for text in texts]
+        if body.get("truncate") is False and any(len(w) > limit for w in words):
+            return _error(400, "the input length exceeds the context length")
+        words = [w[:limit] for w in words]  # truncated, as Ollama does by default
+        vectors = [embed_vector(" ".join(w), model.dimensions, body.get("dimensions"))
+                   for w in words]
+        count = sum(len(w) for w in words)
+        load = max(round(self.first_byte_delay * 1e9), 1_000_000)
+        return JSONResponse({
+            "model": name,
+            "embeddings": vectors,
+            "total_duration": load + round(count / PROMPT_TOKEN_RATE * 1e9),
+            "load_duration": load,
+            "prompt_eval_count": count,
+        })
+
+    def _take_embed_fault(self) -> EmbedFault | None:
+        with self._lock:
+            if not self._embed_faults:
+                return None
+            if self._embed_faults[0].after > 0:
+                self._embed_faults[0].after -= 1
+                return None
+            return self._embed_faults.pop(0)
 
     async def _pull(self, request: Request) -> Response:
         body = (await self._record(request)).body or {}
@@ -689,6 +798,56 @@ def keep_alive_seconds(value: Any) -> float:
         raise ValueError(f'time: invalid duration "{value}"')
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     return sign * sum((float(number) * units[unit] for number, unit in parts), 0.0)
+
+
+def embed_vector(text: str, dims: int, dimensions: int | None = None) -> list[float]:
+    """A deterministic embedding: each word (lower case) adds +-1 at the place its hash
+    picks, then the vector is L2-normalised, so texts that share words are close. As Ollama,
+    ``dimensions`` below the model's keeps the first ones, normalised again.
+
+    >>> a, b, c = (embed_vector(t, 768) for t in ("Red apples", "red APPLES!", "blue sky"))
+    >>> a == b, round(sum(x * y for x, y in zip(a, c)), 6), round(sum(x * x for x in a), 6)
+    (True, 0.0, 1.0)
+    >>> len(embed_vector("red apples", 768, dimensions=64)), embed_vector("", 4)
+    (64, [0.0, 0.0, 0.0, 0.0])
+    """
+    vector = [0.0] * dims
+    for word in re.findall(r"[^\W_]+", text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        vector[int.from_bytes(digest[:7], "big") % dims] += 1.0 if digest[7] & 1 else -1.0
+    if dimensions and 0 < dimensions < dims:
+        vector = vector[:dimensions]
+    norm = max(sum(x * x for x in vector) ** 0.5, 1e-12)
+    return [x / norm for x in vector]
+
+
+def describe_images(images: list[bytes]) -> str:
+    """What the unscripted reply says of a chat's images: how many, and each one's SHA-256
+    prefix and size, so a test sees which bytes reached the model.
+
+    >>> describe_images([b"png", b"jpeg!"])
+    ' [2 images: 8f8cbb7dcf46 (3 bytes), b8c3a12e7e2a (5 bytes)]'
+    >>> describe_images([])
+    ''
+    """
+    if not images:
+        return ""
+    each = ", ".join(f"{hashlib.sha256(data).hexdigest()[:12]} ({len(data)} bytes)"
+                     for data in images)
+    return f" [{len(images)} image{'s' if len(images) > 1 else ''}: {each}]"
+
+
+def _decode_image(value: Any) -> bytes:
+    """An image of a chat message: base64, as Go decodes a JSON ``[]byte``."""
+    text = value if isinstance(value, str) else ""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        bad = next((i for i, ch in enumerate(text) if ch not in _BASE64), len(text))
+        raise ValueError(f"illegal base64 data at input byte {bad}") from None
+
+
+_BASE64 = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
 def _qualified(name: str) -> str:

@@ -33,6 +33,7 @@ from ollamastack.web.rest.errors import ApiError, api_error, invalid_body
 from ollamastack.web.rest.openai import openai_router
 from ollamastack.web.rest.routes import rest_router
 from ollamastack.web.rest.slots import TurnSlots
+from ollamastack.web.uploads import upload_bytes
 
 PREFIXES = ("/api/v1/", "/v1/")
 OPENAI_PREFIX = "/v1/"
@@ -45,12 +46,14 @@ CORS_EXPOSED = ["X-Conversation-Id", "Retry-After"]
 
 def body_limit(settings: Settings) -> int:
     """The largest body these routes read: room for an OpenAI client's whole conversation of
-    messages at the longest allowed length (and their JSON escapes), at least 1 MiB.
+    messages at the longest allowed length (and their JSON escapes), at least 1 MiB, plus one
+    file of the largest size accepted, base64-encoded (an `image_url` data URL). Files past
+    that in one request are refused as a whole (413): send them in several messages.
 
-    >>> body_limit(Settings(_env_file=None, max_message_chars=4000))
-    1048576
+    >>> body_limit(Settings(_env_file=None, max_message_chars=4000, max_upload_mb=20))
+    29010602
     """
-    return max(2**20, 64 * settings.max_message_chars)
+    return max(2**20, 64 * settings.max_message_chars) + upload_bytes(settings) * 4 // 3
 
 
 def cors_origins(settings: Settings) -> list[str]:

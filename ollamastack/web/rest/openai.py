@@ -38,6 +38,7 @@ from ollamastack.web.rest.context import RestContext
 from ollamastack.web.rest.errors import api_error, api_errors
 from ollamastack.web.rest.turn import StartedTurn
 from ollamastack.web.turns import TurnRequest
+from ollamastack.web.uploads import Files, data_url, numbered, upload_bytes
 
 CONVERSATION_HEADER = "X-Conversation-Id"
 
@@ -72,7 +73,23 @@ def text_of(message: OpenAIMessage) -> str:
     return message.content or ""
 
 
-def turn_of(body: CompletionBody, conversation_id: str) -> TurnRequest:
+def images_of(message: OpenAIMessage, *, limit: int) -> Files:
+    """The images of a message's `image_url` parts (data URLs only: nothing is fetched).
+
+    >>> part = {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGk="}}
+    >>> images_of(OpenAIMessage(role="user", content=[part]), limit=10)
+    (('image.png', b'hi'),)
+    """
+    if not isinstance(message.content, list):
+        return ()
+    urls = [part.get("image_url") for part in message.content if part.get("type") == "image_url"]
+    urls = [url.get("url") if isinstance(url, dict) else url for url in urls]
+    if any(not isinstance(url, str) for url in urls):
+        raise InvalidInput('An image_url part must hold a "url" string (a data: URL).')
+    return numbered([data_url(url, limit=limit) for url in urls])
+
+
+def turn_of(body: CompletionBody, conversation_id: str, *, limit: int = 0) -> TurnRequest:
     """The turn the request asks for: the last message (the user's) and, for a conversation
     that is not stored, the earlier ones before it; system messages are the system prompt.
 
@@ -95,7 +112,8 @@ def turn_of(body: CompletionBody, conversation_id: str) -> TurnRequest:
     if context and not conversation_id:
         message = "\n".join(["Earlier in this conversation:", *context, "", message])
     return TurnRequest(
-        message, conversation_id, body.model, body.temperature, system, body.max_tokens
+        message, conversation_id, body.model, body.temperature, system, body.max_tokens,
+        files=images_of(last, limit=limit),
     )
 
 
@@ -158,7 +176,7 @@ def openai_router(ctx: RestContext) -> APIRouter:
         conversation_id = request.headers.get(CONVERSATION_HEADER, "")
         with api_errors():
             caller = await ctx.caller(request)
-            turn = turn_of(body, conversation_id)
+            turn = turn_of(body, conversation_id, limit=upload_bytes(ctx.settings))
             started = await StartedTurn.start(
                 ctx, "/v1/chat/completions", caller, turn, request.receive)
         session_id = started.started.session_id

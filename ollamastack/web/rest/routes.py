@@ -17,10 +17,12 @@ from ollamastack import validation
 from ollamastack.events import Done, Started
 from ollamastack.web.api_schema import ChatProgress, message_entry, model_entry, session_entry
 from ollamastack.web.http import reported_health
+from ollamastack.web.rest.bodies import openapi_bodies, read_body
 from ollamastack.web.rest.context import RestContext
 from ollamastack.web.rest.errors import api_error, api_errors
 from ollamastack.web.rest.turn import StartedTurn
 from ollamastack.web.turns import TurnRequest
+from ollamastack.web.uploads import upload_bytes
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
@@ -53,6 +55,12 @@ class PendingApprovalOut(BaseModel):
     args: dict[str, Any]
 
 
+class SourceOut(BaseModel):
+    file: str
+    page: int | None
+    text: str
+
+
 class ChatAnswer(BaseModel):
     conversation_id: str
     content: str
@@ -63,6 +71,9 @@ class ChatAnswer(BaseModel):
     pending_approval: PendingApprovalOut | None = Field(None, description=(
         "Only when the turn stopped at a tool call that waits for your approval: answer it "
         "with POST /api/v1/conversations/{conversation_id}/approval."))
+    sources: list[SourceOut] | None = Field(None, description=(
+        "Only when the conversation has documents: what the answer drew on (file, page, the "
+        "passage found for the question; an empty text for a document read whole)."))
 
 
 class HealthOut(BaseModel):  # the named API's TypedDicts, as pydantic needs them on 3.11
@@ -112,18 +123,25 @@ def rest_router(ctx: RestContext) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["OllamaStack"])
 
     @router.post("/chat", response_model=ChatAnswer, response_model_exclude_unset=True,
-                 summary="Ask the agent")
-    async def chat(body: ChatBody, request: Request) -> Any:
+                 summary="Ask the agent", openapi_extra=openapi_bodies(ChatBody))
+    async def chat(request: Request) -> Any:
         """Answer `message` in a conversation (a new one without `conversation_id`). With
         `"stream": true`, server-sent events: one frame as the answer grows, the last with
         `done: true` and stats; an error after the start comes as an `error` event. When the
         model calls a tool that runs only with your approval, the turn stops there and the
         answer (the last event) has `pending_approval`; until you answer it, a new message
-        to the conversation is refused (409)."""
+        to the conversation is refused (409).
+
+        Files come with a multipart/form-data body instead: the same fields as form fields,
+        each file a part named `files` (images for a vision model; .txt, .md, .csv, .pdf,
+        .docx, .html documents, which stay with the conversation). When the conversation has
+        documents, the answer has `sources`: file, page and passage."""
         with api_errors():
             caller = await ctx.caller(request)
+            body, files = await read_body(request, ChatBody, limit=upload_bytes(ctx.settings),
+                                          max_files=ctx.settings.max_files)
             turn = TurnRequest(body.message, body.conversation_id, body.model,
-                               body.temperature, body.system_prompt)
+                               body.temperature, body.system_prompt, files=files)
             started = await StartedTurn.start(
                 ctx, "/api/v1/chat", caller, turn, request.receive)
         return await answered(started, body.stream)

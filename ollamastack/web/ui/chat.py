@@ -25,10 +25,18 @@ from ollamastack.web.coalesce import FRAME_SECONDS
 from ollamastack.web.edge import Edge, caller_of, user_of
 from ollamastack.web.ui.chat_settings import ChatSettings
 from ollamastack.web.ui.chat_turns import Chat, TurnStreams, TurnUpdate, undo_last
-from ollamastack.web.ui.chat_view import history_view
-from ollamastack.web.ui.composer import Composer, idle_box, no_notice, notice, queue_note
+from ollamastack.web.ui.composer import (
+    Composer,
+    Draft,
+    idle_box,
+    joined,
+    no_notice,
+    notice,
+    queue_note,
+)
 from ollamastack.web.ui.conversations import Conversations, known_conversations, listing
 from ollamastack.web.ui.status import SKIP, open_service, redactor, toast_errors
+from ollamastack.web.ui.stored_files import shown_history
 
 __all__ = ["AnsweringSessions", "ChatHandlers", "TurnUpdate"]
 
@@ -72,7 +80,7 @@ class ChatHandlers:
 
     async def send(
         self,
-        message: str,
+        message: Any,
         history: Chat,
         session_id: str,
         conversations: Conversations,
@@ -83,22 +91,24 @@ class ChatHandlers:
         request: gr.Request | None = None,
         composer: Composer | None = None,
     ) -> AsyncIterator[TurnUpdate]:
-        """Stream the answer to `message`; a new conversation joins the side list at once.
+        """Stream the answer to `message` (the box's {"text", "files"}: files alone will do);
+        a new conversation joins the side list at once.
 
         While this tab is answering, `message` is queued instead (a note says so) and sent
         when the answer ends, by the turn in progress."""
         composer = composer if composer is not None else Composer()
-        if not (message or "").strip():
+        draft = Draft.of(message)
+        if draft.empty:
             yield TurnUpdate()
             return
         if composer.running:
-            composer.queued.append(message)
+            composer.queued.append(draft)
             composer.settles_to_skip += 1  # this event's own settle: the turn is not over
-            yield TurnUpdate(box=gr.update(value=""), queued=queue_note(composer))
+            yield TurnUpdate(box=gr.update(value=Draft().value()), queued=queue_note(composer))
             return
         chat_settings = ChatSettings(model, temperature, system_prompt, show_thinking)
         composer.viewing = session_id
-        turns = self.streams.run(message, list(history or []), session_id,
+        turns = self.streams.run(draft, list(history or []), session_id,
                                  list(conversations or []), chat_settings, request, composer)
         async with aclosing(turns):
             async for update in turns:
@@ -125,18 +135,20 @@ class ChatHandlers:
         chat_settings = ChatSettings(model, temperature, system_prompt, show_thinking)
         composer.viewing = session_id
         if failed := composer.failed:
-            composer.failed = ""
+            composer.failed = None
             service = await open_service(self.handle)
             history: Chat = []
             if session_id:
+                user = user_of(request)
                 with toast_errors():
-                    history = history_view(await service.history(session_id, user_of(request)),
-                                           show_thinking=show_thinking)
+                    messages = await service.history(session_id, user)
+                history = await shown_history(service, session_id, user, messages,
+                                              show_thinking=show_thinking)
             turns = self.streams.run(failed, history, session_id, None, chat_settings, request,
                                      composer)
         else:
-            turns = self.streams.run("", [], session_id, None, chat_settings, request, composer,
-                                     retry=True)
+            turns = self.streams.run(Draft(), [], session_id, None, chat_settings, request,
+                                     composer, retry=True)
         async with aclosing(turns):
             async for update in turns:
                 yield update
@@ -171,19 +183,24 @@ class ChatHandlers:
     async def undo(
         self, session_id: str, show_thinking: bool, request: gr.Request | None = None
     ) -> tuple[Any, Any, Any]:
-        """Forget the last turn; its message goes back into the box to edit:
-        (chat, box, notice)."""
+        """Forget the last turn; its text goes back into the box to edit, and a note names
+        its files, which went with it (attach them again): (chat, box, notice)."""
         caller = caller_of(request)
         with self.edge.audit("ui_undo", caller, session_id=session_id):
             service = await open_service(self.handle)
-            text, refused = await undo_last(service, session_id, caller.user)
-            if not text:
+            undone, refused = await undo_last(service, session_id, caller.user)
+            if undone is None:
                 return SKIP, SKIP, notice(refused)
             with toast_errors():
                 messages = await service.history(session_id, caller.user)
-            view = history_view(messages, show_thinking=show_thinking,
-                                redact=redactor(self.settings, service.engines, request))
-            return view, text, no_notice()
+            view = await shown_history(
+                service, session_id, caller.user, messages, show_thinking=show_thinking,
+                redact=redactor(self.settings, service.engines, request))
+            names = [str(ref.get("name")) for ref in
+                     undone.additional_kwargs.get("attachments") or [] if isinstance(ref, dict)]
+            said = notice(f"Removed with it: {', '.join(names)}. Attach again to send "
+                          f"{'it' if len(names) == 1 else 'them'}.") if names else no_notice()
+            return view, Draft(undone.text).value(), said
 
     async def settle(
         self,
@@ -213,7 +230,7 @@ class ChatHandlers:
         if streaming:  # stopped: the turn is over, whatever its generator still holds
             composer.running = None
             if composer.queued:
-                box = idle_box("\n\n".join(composer.queued))
+                box = idle_box(joined(composer.queued))
                 composer.queued.clear()
         if session_id and streaming:
             if (stored := service.answering(session_id)) is not None:
@@ -222,8 +239,9 @@ class ChatHandlers:
             if composer.viewing == session_id:  # else the user has left it meanwhile
                 with toast_errors():
                     messages = await service.history(session_id, user)
-                chat = history_view(messages, show_thinking=show_thinking,
-                                    redact=redactor(self.settings, service.engines, request))
+                chat = await shown_history(
+                    service, session_id, user, messages, show_thinking=show_thinking,
+                    redact=redactor(self.settings, service.engines, request))
         ids = [c for c in conversations or [] if isinstance(c, dict)]
         if session_id and all(c.get("id") != session_id for c in ids):
             ids.insert(0, {"id": session_id, "title": ""})
@@ -232,8 +250,9 @@ class ChatHandlers:
                 queue_note(composer))
 
     @staticmethod
-    def unqueue(box: str, composer: Composer) -> tuple[Any, Any]:
-        """The queued messages back into the box, to edit and send later: (box, note)."""
-        waiting = [*composer.queued, *([box] if (box or "").strip() else [])]
+    def unqueue(box: Any, composer: Composer) -> tuple[Any, Any]:
+        """The queued messages back into the box (before what it holds), to edit and send
+        later: (box, note)."""
+        waiting = joined([*composer.queued, Draft.of(box)])
         composer.queued.clear()
-        return gr.update(value="\n\n".join(waiting)), queue_note(composer)
+        return gr.update(value=waiting.value()), queue_note(composer)

@@ -1,5 +1,6 @@
 """A tab's turns as the page shows them: admitted by the turn pipeline (rate limit, turn
-slots, audit), streamed into the chat a frame at a time, then the messages queued meanwhile.
+slots, audit), the box's files read from Gradio's uploads, streamed into the chat a frame at
+a time, then the messages queued meanwhile.
 
 `TurnUpdate` is what every step sends, in the order of the chat's outputs (see `layout.py`).
 """
@@ -8,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gradio as gr
+from langchain_core.messages import HumanMessage
 
 from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.errors import OllamaStackError, RateLimited, TooManyTurns
-from ollamastack.events import Started
+from ollamastack.events import Sources, Started
 from ollamastack.storage.memory import session_title
 from ollamastack.web.audit import Entry
 from ollamastack.web.coalesce import any_delta
@@ -25,10 +27,18 @@ from ollamastack.web.edge import Caller, Edge, caller_of
 from ollamastack.web.turns import TurnPipeline, TurnRequest
 from ollamastack.web.ui.approvals import ApprovalHandlers, approval_value
 from ollamastack.web.ui.chat_settings import ChatSettings
-from ollamastack.web.ui.chat_view import TurnView, history_view, plain_words
-from ollamastack.web.ui.composer import Composer, busy_box, idle_box, no_notice, notice, queue_note
+from ollamastack.web.ui.chat_view import TurnView, plain_words
+from ollamastack.web.ui.composer import (
+    Composer,
+    Draft,
+    busy_box,
+    idle_box,
+    no_notice,
+    notice,
+    queue_note,
+)
 from ollamastack.web.ui.conversations import Conversations, listing
-from ollamastack.web.ui.safe_markdown import safe_markdown
+from ollamastack.web.ui.message_files import ShownFile, stored, uploaded, user_message
 from ollamastack.web.ui.status import (
     SKIP,
     hidden,
@@ -38,6 +48,8 @@ from ollamastack.web.ui.status import (
     toast_errors,
     waiting_title,
 )
+from ollamastack.web.ui.stored_files import shown_history
+from ollamastack.web.uploads import gradio_files, upload_bytes
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
@@ -84,7 +96,7 @@ class TurnStreams:
 
     async def run(
         self,
-        message: str,
+        draft: Draft,
         history: Chat,
         session_id: str,
         conversations: Conversations | None,
@@ -94,7 +106,7 @@ class TurnStreams:
         *,
         retry: bool = False,
     ) -> AsyncIterator[TurnUpdate]:
-        """`message`'s turn (`retry`: the last stored turn's, asked again), then each message
+        """`draft`'s turn (`retry`: the last stored turn's, asked again), then each message
         queued meanwhile, in this tab's composer."""
         caller = caller_of(request)
         internals = shows_internals(self.settings, request)
@@ -103,19 +115,19 @@ class TurnStreams:
         try:
             chat, first = history, True
             while True:
-                turn = TurnRequest(message, session_id, chat_settings.model,
+                turn = TurnRequest(draft.text, session_id, chat_settings.model,
                                    chat_settings.temperature, chat_settings.system_prompt)
                 if retry:
                     def make(entry: Entry, t: TurnRequest = turn) -> AsyncIterator[TurnUpdate]:
                         return self._retried(t, chat_settings, caller.user, entry, internals,
                                              composer, request)
                 else:
-                    def make(entry: Entry, t: TurnRequest = turn, c: Chat = chat,
-                             f: bool = first, listed: Any = conversations,
+                    def make(entry: Entry, t: TurnRequest = turn, d: Draft = draft,
+                             c: Chat = chat, f: bool = first, listed: Any = conversations,
                              ) -> AsyncIterator[TurnUpdate]:
-                        return self._turn(t, c, listed, chat_settings, caller.user, entry,
+                        return self._turn(t, d, c, listed, chat_settings, caller.user, entry,
                                           internals, composer, clear_box=f)
-                updates = self._admitted(endpoint, caller, turn, make)
+                updates = self._admitted(endpoint, caller, turn, draft, make)
                 async with aclosing(updates):
                     async for update in updates:
                         chat = chat if update.chat is SKIP else update.chat
@@ -126,14 +138,14 @@ class TurnStreams:
                         yield update
                 if not composer.queued:
                     break
-                message, first, endpoint, retry = composer.queued.pop(0), False, "ui_send", False
+                draft, first, endpoint, retry = composer.queued.pop(0), False, "ui_send", False
                 yield TurnUpdate(queued=queue_note(composer))
         finally:
             if composer.running is mine:
                 composer.running = None
 
     async def _admitted(
-        self, endpoint: str, caller: Caller, turn: TurnRequest,
+        self, endpoint: str, caller: Caller, turn: TurnRequest, draft: Draft,
         updates: Callable[[Entry], AsyncIterator[TurnUpdate]],
     ) -> AsyncIterator[TurnUpdate]:
         """`updates(entry)` once the turn pipeline admits the caller; over the rate limit or
@@ -144,7 +156,8 @@ class TurnStreams:
                     async for update in admitted:
                         yield update
         except (RateLimited, TooManyTurns) as refused:
-            yield TurnUpdate(box=idle_box(turn.message or None), notice=notice(str(refused)))
+            yield TurnUpdate(box=idle_box(None if draft.empty else draft),
+                             notice=notice(str(refused)))
 
     async def _retried(
         self, turn: TurnRequest, chat_settings: ChatSettings, user: str, entry: Entry,
@@ -160,17 +173,21 @@ class TurnStreams:
             entry.fail(error)
             yield TurnUpdate(notice=notice(plain_words(error)))
             return
-        text, refused = await undo_last(service, turn.session_id, user)
-        if not text:
+        undone, refused = await undo_last(service, turn.session_id, user, keep_files=True)
+        if undone is None:
             yield TurnUpdate(notice=notice(refused))
             return
-        entry.message = text
+        entry.message = text = undone.text
+        refs = undone.additional_kwargs.get("attachments") or []  # kept: sent again
+        turn = replace(turn, reattach=tuple(str(ref["id"]) for ref in refs))
         with toast_errors():
             messages = await service.history(turn.session_id, user)
-        history = history_view(messages, show_thinking=chat_settings.show_thinking,
-                               redact=redactor(self.settings, service.engines, request))
-        updates = self._turn(replace(turn, message=text), history, None, chat_settings, user,
-                             entry, internals, composer)
+        history = await shown_history(
+            service, turn.session_id, user, messages, show_thinking=chat_settings.show_thinking,
+            redact=redactor(self.settings, service.engines, request))
+        updates = self._turn(replace(turn, message=text), Draft(text), history, None,
+                             chat_settings, user, entry, internals, composer,
+                             shown=stored(refs, {}))
         async with aclosing(updates):
             async for update in updates:
                 yield update
@@ -178,6 +195,7 @@ class TurnStreams:
     async def _turn(
         self,
         turn: TurnRequest,
+        draft: Draft,
         history: Chat,
         conversations: Conversations | None,
         chat_settings: ChatSettings,
@@ -187,8 +205,11 @@ class TurnStreams:
         composer: Composer,
         *,
         clear_box: bool = True,
+        shown: Sequence[ShownFile] = (),
     ) -> AsyncIterator[TurnUpdate]:
-        """One turn on the page; `internals`: errors may name where Ollama runs."""
+        """One turn on the page, `draft` its message as the box held it (its files are read
+        here, so a refusal among them is said like any other; `shown`: files the message
+        carries again, on Retry); `internals`: errors may name where Ollama runs."""
         service = await open_service(self.handle)
         model = turn.model or await service.engines.default_model()
         view = TurnView(
@@ -196,14 +217,17 @@ class TurnStreams:
             waiting=await waiting_title(service.engines, model),
             redact=str if internals else lambda text: hidden(service.engines, text),
         )
-        chat = [*history, gr.ChatMessage(role="user", content=safe_markdown(turn.message.strip()))]
+        chat = [*history, user_message(turn.message.strip(),
+                                       uploaded(draft.files) or list(shown))]
         yield TurnUpdate([*chat, *view.messages()], busy_box(clear=clear_box), streaming=True,
                          notice=no_notice())
-        batches = self.pipeline.frames(
-            entry, user, turn, interval=self.update_interval, may_wait=any_delta, clock=self.clock
-        )
         started = False  # once the core has stored the message, Retry undoes the turn
         try:
+            if draft.files:
+                turn = replace(turn, files=await gradio_files(
+                    list(draft.files), limit=upload_bytes(self.settings)))
+            batches = self.pipeline.frames(entry, user, turn, interval=self.update_interval,
+                                           may_wait=any_delta, clock=self.clock)
             async with aclosing(batches):
                 async for batch in batches:  # one chat update per frame
                     changed = False
@@ -216,7 +240,8 @@ class TurnStreams:
                                 await self._save_settings(service, event.session_id, user,
                                                           chat_settings)
                                 yield TurnUpdate(session_id=event.session_id, **self._listed(
-                                    event.session_id, turn.message, conversations
+                                    event.session_id, turn.message or draft.names[0],
+                                    conversations,
                                 ))
                             continue
                         view.apply(event, now)
@@ -225,10 +250,10 @@ class TurnStreams:
                         yield TurnUpdate([*chat, *view.messages()])
         except OllamaStackError as refused:  # raised, not streamed: nothing was stored
             entry.fail(refused)
-            yield TurnUpdate(history, idle_box(turn.message), streaming=False,
+            yield TurnUpdate(history, idle_box(draft), streaming=False,
                              notice=notice(str(refused)))
             return
-        composer.failed = turn.message if view.failed and not started else ""
+        composer.failed = draft if view.failed and not started else None
         yield TurnUpdate([*chat, *view.messages()], streaming=False,  # the status line: next
                          approval=SKIP if view.pending is None else approval_value(view.pending))
 
@@ -259,8 +284,8 @@ class TurnStreams:
                 async with aclosing(frames):
                     async for batch in frames:
                         changed = False
-                        for now, event in batch:
-                            if not isinstance(event, Started):
+                        for now, event in batch:  # its Sources are shown above already
+                            if not isinstance(event, Started | Sources):
                                 view.apply(event, now)
                                 changed = True
                         if changed and not view.finished:
@@ -304,12 +329,20 @@ def waits_for_approval(message: Any) -> bool:
     return "waits for your approval" in str((metadata or {}).get("title", ""))
 
 
-async def undo_last(service: ChatService, session_id: str, user: str) -> tuple[str, str]:
-    """Forget the last turn: its message, or "" and why nothing was undone."""
+async def undo_last(
+    service: ChatService, session_id: str, user: str, *, keep_files: bool = False
+) -> tuple[HumanMessage | None, str]:
+    """Forget the last turn: its message (a message may be files alone), or None and why
+    nothing was undone. `keep_files`: the message's files stay with the conversation, for
+    Retry to send again (`TurnRequest.reattach`)."""
     if not session_id:
-        return "", NOTHING_TO_UNDO
+        return None, NOTHING_TO_UNDO
     try:
-        text = await service.undo_last_turn(session_id, user)
+        messages = await service.history(session_id, user)
+        asked = [m for m in messages if isinstance(m, HumanMessage)]
+        if not asked:
+            return None, NOTHING_TO_UNDO
+        await service.undo_last_turn(session_id, user, keep_files=keep_files)
     except OllamaStackError as error:  # a conversation still answering: SessionBusy
-        return "", str(error)
-    return text, "" if text else NOTHING_TO_UNDO
+        return None, str(error)
+    return asked[-1], ""

@@ -3,18 +3,18 @@
 Pure functions and a small state machine, no I/O: the UI feeds them what the service returns.
 Each tool call is its own collapsible message (metadata title, status pending -> done,
 duration), as in Gradio's agent demos; a thinking model's reasoning is its own collapsible
-message too, never part of the answer.
+message too, never part of the answer; so are the Sources a question's documents gave
+(`message_files`), before the answer.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gradio import ChatMessage
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 
 from ollamastack import errors
 from ollamastack.events import (
@@ -23,6 +23,8 @@ from ollamastack.events import (
     ApprovalPending,
     Done,
     Event,
+    Source,
+    Sources,
     Started,
     TextDelta,
     ThinkingDelta,
@@ -32,6 +34,7 @@ from ollamastack.events import (
     TurnStats,
     answered_call,
 )
+from ollamastack.web.ui.message_files import sources_message
 from ollamastack.web.ui.safe_markdown import fenced, safe_markdown
 
 STOPPED_REASON = STOPPED_BY_USER  # what ChatService stores for a cancelled turn
@@ -148,14 +151,14 @@ def interrupted_note(reason: str) -> str:
 
 def details_message(text: str) -> ChatMessage:
     """The operator's text of an error, folded away under "Details"."""
-    return _assistant(fenced(text, "text"), title=DETAILS_TITLE, status="done")
+    return assistant_message(fenced(text, "text"), title=DETAILS_TITLE, status="done")
 
 
-def _with_note(text: str, note: str) -> str:
+def with_note(text: str, note: str) -> str:
     return f"{text}\n\n{note}" if text else note
 
 
-def _assistant(content: str, **metadata: Any) -> ChatMessage:
+def assistant_message(content: str, **metadata: Any) -> ChatMessage:
     """An assistant message as the page may show it: see `safe_markdown` (the title too)."""
     if "title" in metadata:
         metadata["title"] = safe_markdown(metadata["title"])
@@ -165,90 +168,12 @@ def _assistant(content: str, **metadata: Any) -> ChatMessage:
 # -- stored conversations ---------------------------------------------------------------
 
 
-def history_view(
-    messages: Sequence[AnyMessage], *, show_thinking: bool, redact: Callable[[str], str] = str
-) -> list[ChatMessage]:
-    """A stored conversation as the chat panel shows it.
-
-    Tool results are shown with the call they answer; an answer cut short carries its note
-    (why, as `redact` lets this viewer read it, under "Details"); each finished answer ends
-    with its stats line (tokens and speed, from Ollama's counters).
-    """
-    results = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
-    shown_results: set[str] = set()
-    view: list[ChatMessage] = []
-    turn: list[AIMessage] = []  # the model calls of the turn being shown
-
-    def end_turn() -> None:
-        if turn and not turn[-1].response_metadata.get("interrupted"):
-            _add_stats(view, turn)
-        turn.clear()
-
-    for message in messages:
-        if isinstance(message, HumanMessage):
-            end_turn()
-            view.append(ChatMessage(role="user", content=safe_markdown(message.text)))
-        elif isinstance(message, AIMessage):
-            turn.append(message)
-            view += _ai_view(message, results, show_thinking, redact)
-            shown_results |= {call["id"] or "" for call in message.tool_calls}
-        elif isinstance(message, ToolMessage) and message.tool_call_id not in shown_results:
-            failed = message.status == "error"
-            view.append(
-                _assistant(
-                    fenced(message.text, "text"),
-                    title=tool_title(message.name or "tool", failed=failed),
-                    status="done",
-                )
-            )
-    end_turn()
-    return view
-
-
-def _ai_view(
-    message: AIMessage,
-    results: Mapping[str, ToolMessage],
-    show_thinking: bool,
-    redact: Callable[[str], str],
-) -> list[ChatMessage]:
-    view: list[ChatMessage] = []
-    thinking = message.additional_kwargs.get("reasoning_content")
-    if show_thinking and thinking:
-        view.append(_assistant(str(thinking), title=THINKING_TITLE, status="done"))
-    text = message.text
-    details = ""
-    if reason := message.response_metadata.get("interrupted"):
-        stopped = str(reason) == STOPPED_REASON
-        text = _with_note(text, interrupted_note(STOPPED_REASON) if stopped else failed_note(
-            "This answer was cut short."))
-        details = "" if stopped else redact(str(reason))
-    if text:
-        view.append(_assistant(text))
-    if details:
-        view.append(details_message(details))
-    for call in message.tool_calls:
-        result = results.get(call["id"] or "")
-        failed = result is not None and result.status == "error"
-        body = tool_body(call["args"], None if result is None else result.text)
-        view.append(_assistant(body, title=tool_title(call["name"], failed=failed), status="done"))
-    return view
-
-
-def _add_stats(view: list[ChatMessage], turn: Sequence[AIMessage]) -> None:
-    stats = TurnStats()
-    for message in turn:
-        if "eval_count" in message.response_metadata:
-            stats.add(message.response_metadata)
-    if stats.model_calls:  # else not an answer Ollama counted (e.g. stored by an older version)
-        _append_to_answer(view, stats_line(stats.completion_tokens, stats.tokens_per_second))
-
-
-def _append_to_answer(view: list[ChatMessage], line: str) -> None:
+def append_to_answer(view: list[ChatMessage], line: str) -> None:
     last = view[-1] if view else None
     if last is not None and last.role == "assistant" and not last.metadata:
-        last.content = safe_markdown(_with_note(str(last.content), line))
+        last.content = safe_markdown(with_note(str(last.content), line))
     else:
-        view.append(_assistant(line))
+        view.append(assistant_message(line))
 
 
 # -- a turn as it streams -----------------------------------------------------------------
@@ -287,10 +212,14 @@ class TurnView:
         self._note = ""  # stats line, or why the turn ended early
         self._details = ""  # the error's own text, behind "Details"
         self.pending: ApprovalPending | None = None  # a call waiting for the user's yes
+        self.sources: tuple[Source, ...] = ()  # what the conversation's documents gave
 
     def apply(self, event: Event, now: float) -> bool:
         if isinstance(event, Started):
             return False
+        if isinstance(event, Sources):
+            self.sources = event.sources
+            return True
         if isinstance(event, ThinkingDelta):
             part = self._open("thinking", now)
             part.text += event.text
@@ -324,24 +253,26 @@ class TurnView:
 
     def messages(self) -> list[ChatMessage]:
         view: list[ChatMessage] = []
+        head = [sources_message(self.sources)] if self.sources else []
         for part in self.parts:
             status = "pending" if part.ended is None else "done"
             timing = {} if part.ended is None else {"duration": round(part.ended - part.started, 2)}
             if part.kind == "text" and part.text:
-                view.append(_assistant(part.text))
+                view.append(assistant_message(part.text))
             elif part.kind == "thinking" and self.show_thinking:
-                view.append(_assistant(part.text, title=THINKING_TITLE, status=status, **timing))
+                view.append(assistant_message(part.text, title=THINKING_TITLE, status=status,
+                                              **timing))
             elif part.kind == "tool":
                 title = tool_title(part.name, failed=part.failed, waiting=part.waiting)
                 body = tool_body(part.args, part.result)
-                view.append(_assistant(body, title=title, status=status, **timing))
+                view.append(assistant_message(body, title=title, status=status, **timing))
         if not view and not self.finished:
-            view.append(_assistant("", title=self.waiting, status="pending"))
+            view.append(assistant_message("", title=self.waiting, status="pending"))
         if self._note:
-            _append_to_answer(view, self._note)
+            append_to_answer(view, self._note)
         if self._details:
             view.append(details_message(self._details))
-        return view
+        return [*head, *view]
 
     def _open(self, kind: Literal["text", "thinking"], now: float) -> _Part:
         if self.parts and self.parts[-1].kind == kind and self.parts[-1].ended is None:

@@ -26,7 +26,6 @@ from ollamastack.errors import InvalidInput, OllamaStackError, SessionNotFound
 from ollamastack.web import transcript
 from ollamastack.web.edge import Edge, caller_of, user_of
 from ollamastack.web.ui.chat_settings import ChatSettings
-from ollamastack.web.ui.chat_view import history_view
 from ollamastack.web.ui.composer import Composer, no_notice, notice
 from ollamastack.web.ui.conversation_list import (
     UNDO_SECONDS,
@@ -34,7 +33,9 @@ from ollamastack.web.ui.conversation_list import (
     list_value,
     search_value,
 )
+from ollamastack.web.ui.history_view import history_view
 from ollamastack.web.ui.status import SKIP, open_service, redactor, toast_errors
+from ollamastack.web.ui.stored_files import shown_history
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
@@ -162,8 +163,9 @@ class ConversationHandlers:
         chat_settings = ChatSettings.read(info.settings, self.settings)
         if composer is not None:
             composer.viewing = session_id
-        view = history_view(messages, show_thinking=chat_settings.show_thinking,
-                            redact=redactor(self.settings, service.engines, request))
+        view = await shown_history(
+            service, session_id, caller.user, messages, show_thinking=chat_settings.show_thinking,
+            redact=redactor(self.settings, service.engines, request))
         shown = listing(conversations, session_id)
         if at is not None:  # the chat's row of that message: the messages before it, drawn
             row = len(history_view(messages[:at], show_thinking=chat_settings.show_thinking))
@@ -255,10 +257,12 @@ class ConversationHandlers:
         if not session_id or session_id in self.answering:
             return SKIP
         service = await open_service(self.handle)
+        user = user_of(request)
         with toast_errors():
-            messages = await service.history(session_id, user_of(request))
-        return history_view(messages, show_thinking=show_thinking,
-                            redact=redactor(self.settings, service.engines, request))
+            messages = await service.history(session_id, user)
+        return await shown_history(service, session_id, user, messages,
+                                   show_thinking=show_thinking,
+                                   redact=redactor(self.settings, service.engines, request))
 
     # -- the ⋯ menu ----------------------------------------------------------------------
 

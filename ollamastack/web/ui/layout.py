@@ -2,7 +2,8 @@
 `conversations` and `models`.
 
 Left, the conversations (closed by default on a phone); right, the open chat's settings;
-between them the chat, the status line and one composer (Send, or Stop while answering).
+between them the chat, the status line and one composer (Send, or Stop while answering; text
+with files picked, dropped or pasted).
 Every event here is private: the named API (`api.py`) owns the public endpoint names.
 """
 
@@ -18,7 +19,7 @@ from ollamastack.settings import Settings
 from ollamastack.web.edge import Edge
 from ollamastack.web.ui.approvals import TOOLS_HEADERS, approval_component
 from ollamastack.web.ui.chat import ChatHandlers
-from ollamastack.web.ui.composer import SEND, Composer
+from ollamastack.web.ui.composer import FILE_TYPES, SEND, Composer
 from ollamastack.web.ui.conversation_list import conversation_list_component
 from ollamastack.web.ui.conversations import ConversationHandlers
 from ollamastack.web.ui.models import ModelsHandlers, build_models_tab
@@ -36,6 +37,10 @@ PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 # Focus in the message box; the event's inputs go on to the handler unchanged.
 FOCUS_MESSAGE = "(...inputs) => { window.closeListOnPhone?.(); " \
     "document.querySelector('#message textarea')?.focus(); return inputs; }"
+
+
+# In the browser only: the box names the files it holds (see theme.HEAD).
+NAME_FILES = "(value) => { window.nameBoxFiles?.(value); }"
 
 
 def _browser_key(settings: Settings) -> str:
@@ -130,11 +135,14 @@ def build_ui(
                     leave = gr.Button("Stop and leave", size="sm", variant="stop", scale=0,
                                       min_width=130, elem_id="leave")
                     stay = gr.Button("Stay", size="sm", scale=0, min_width=80, elem_id="stay")
-                message = gr.Textbox(
+                # longer text pasted into the box becomes an attached .txt document
+                message = gr.MultimodalTextbox(
                     show_label=False, label="Message",
                     placeholder="Message OllamaStack… (Enter sends, Esc stops)",
                     autofocus=True, elem_id="message", max_lines=10, container=False,
-                    submit_btn=SEND, stop_btn=False,
+                    submit_btn=SEND, stop_btn=False, sources=["upload"],
+                    file_types=FILE_TYPES, file_count="multiple",
+                    max_plain_text_length=settings.max_message_chars,
                 )
                 with gr.Row(elem_id="actions"):
                     retry = gr.Button("↻ Retry", size="sm", elem_id="retry", scale=0)
@@ -181,11 +189,13 @@ def build_ui(
     turns = [sending, *retrying, deciding]
     for turn in turns:
         turn.then(*settle, api_name="ui_settle", show_progress="hidden", **PRIVATE).then(
-            page.status, model, status_outputs, api_name="ui_status", show_progress="hidden",
-            **PRIVATE,
+            page.status, [model, session_id], status_outputs, api_name="ui_status",
+            show_progress="hidden", **PRIVATE,
         ).then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
                **PRIVATE)
     message.stop(None, cancels=turns, api_name="ui_stop", **PRIVATE)
+    message.change(None, message, None, js=NAME_FILES, api_name="ui_name_files", queue=False,
+                   **PRIVATE)
     queued.change(lambda text: gr.update(visible=bool(text)), queued, queued_bar,
                   api_name="ui_queued_bar", queue=False, **PRIVATE)
     unqueue.click(chat.unqueue, [message, composer], [message, queued], api_name="ui_unqueue",
@@ -200,24 +210,30 @@ def build_ui(
     opened = [chatbot, session_id, conversations, conversation_list, *options, leave_bar,
               leave_text]
     show_approval = (approvals.approval_for, session_id, approval)
+
+    def shown(event: Any) -> None:
+        """Another chat on screen: kept for a reload, a call waiting in it asked about, and
+        the status line says how its documents are searched."""
+        event.then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
+                   **PRIVATE).then(*show_approval, api_name="ui_approval", **PRIVATE).then(
+            page.status, [model, session_id], [status, use_embedded], api_name="ui_status",
+            show_progress="hidden", **PRIVATE)
+
     for trigger in (new_chat.click, chatbot.clear):  # the chat's bin icon starts afresh too
-        trigger(
+        shown(trigger(
             sessions.new_chat, [conversations, composer],
             [chatbot, session_id, conversation_list, leave_bar, leave_text],
             api_name="ui_new_chat", js=FOCUS_MESSAGE, **PRIVATE,
-        ).then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
-               **PRIVATE).then(*show_approval, api_name="ui_approval", **PRIVATE)
-    conversation_list.select(
+        ))
+    shown(conversation_list.select(
         sessions.open_conversation, [conversations, composer], opened, api_name="ui_open",
         **PRIVATE,
-    ).then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
-           **PRIVATE).then(*show_approval, api_name="ui_approval", **PRIVATE)
-    leave.click(None, cancels=turns, api_name="ui_stop", **PRIVATE).then(
+    ))
+    shown(leave.click(None, cancels=turns, api_name="ui_stop", **PRIVATE).then(
         sessions.leave, [conversations, composer],
         [chatbot, session_id, conversation_list, *options, leave_bar, leave_text],
         api_name="ui_leave", **PRIVATE,
-    ).then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
-           **PRIVATE).then(*show_approval, api_name="ui_approval", **PRIVATE)
+    ))
     stay.click(sessions.stay, composer, leave_bar, api_name="ui_stay", **PRIVATE)
     conversation_list.submit(
         sessions.act, [session_id, conversations],
@@ -254,25 +270,25 @@ def build_ui(
     refresh_tools.click(approvals.refresh_tools, None, [tools, tools_note],
                         api_name="ui_refresh_tools", **PRIVATE)
     blocks.load(models.table, None, models_tab.listing, api_name="ui_load_models", **PRIVATE)
-    refresh_picker = (page.refresh_models, model, [model, *status_outputs])
+    refresh_picker = (page.refresh_models, [model, session_id], [model, *status_outputs])
     refresh.click(*refresh_picker, api_name="ui_refresh_models", **PRIVATE)
     for changed in (models_tab.pulled, models_tab.deleted):
         changed.then(*refresh_picker, api_name="ui_refresh_models", **PRIVATE)
     models_tab.used.success(  # only when a model was chosen (see `ModelsTab`)
-        page.refresh_models, models_tab.chosen, [model, *status_outputs],
+        page.refresh_models, [models_tab.chosen, session_id], [model, *status_outputs],
         api_name="ui_use_model", **PRIVATE,
     ).then(lambda: gr.Tabs(selected="chat"), None, tabs, api_name="ui_to_chat",
            **PRIVATE).then(sessions.save_settings, [session_id, *options], last_open,
                            api_name="ui_save_settings", **PRIVATE)
-    use_embedded.click(page.use_embedded, None, [model, *status_outputs],
+    use_embedded.click(page.use_embedded, session_id, [model, *status_outputs],
                        api_name="ui_use_embedded", **PRIVATE).then(
         sessions.save_settings, [session_id, *options], last_open, api_name="ui_save_settings",
         **PRIVATE)
-    model.input(page.status, model, status_outputs, api_name="ui_status",
+    model.input(page.status, [model, session_id], status_outputs, api_name="ui_status",
                 show_progress="hidden", **PRIVATE)
     gr.Timer(STATUS_REFRESH_SECONDS).tick(
-        page.status, model, status_outputs, api_name="ui_status", show_progress="hidden",
-        **PRIVATE,
+        page.status, [model, session_id], status_outputs, api_name="ui_status",
+        show_progress="hidden", **PRIVATE,
     )
 
 

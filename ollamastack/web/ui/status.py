@@ -48,6 +48,23 @@ async def open_service(handle: ServiceHandle) -> ChatService:
         return await handle.get()
 
 
+async def documents_note(service: ChatService, user: str, session_id: str) -> str:
+    """What the status line says of the open conversation's documents: that they are
+    searched by keyword, when no embedding model is there to search them by meaning."""
+    store = service.memory.documents
+    if not session_id or store is None:
+        return ""
+    try:
+        files = await store.files(user, session_id)
+        if not any(f.kind == "document" for f in files) or await service.engines.embedding_ready():
+            return ""
+    except OllamaStackError as error:  # the status line says what it can
+        log.info("documents of session %s not checked: %s", session_id, error)
+        return ""
+    model = service.engines.settings.embed_model
+    return f"documents: keyword search (pull `{model}` to search by meaning)"
+
+
 async def status_line(engines: Engines, model: str, *, internals: bool = False) -> str:
     return (await status_of(engines, model, internals=internals))[0]
 

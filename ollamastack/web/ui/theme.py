@@ -57,6 +57,13 @@ CSS = f"""
 #chat pre, #chat pre code {{ color: var(--body-text-color) !important;
   background: var(--background-fill-secondary) !important; }}
 #chat .thought-group .message-content {{ opacity: 1; }}  /* Gradio's 0.8 fails contrast */
+/* an attached image's Share would post it to Hugging Face: this page sends nothing away */
+#chat button[aria-label="Share"] {{ display: none !important; }}
+/* each file in the box with its name (see `nameBoxFiles` in HEAD) */
+#message .thumbnail-wrapper[data-name] {{ display: inline-flex; align-items: center; gap: 4px; }}
+#message .thumbnail-wrapper[data-name]::after {{ content: attr(data-name);
+  font-size: var(--text-sm); max-width: 12em; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }}
 #composer {{ position: sticky; bottom: 0; z-index: 5; background: var(--body-background-fill);
              padding-top: 4px; }}
 #actions {{ gap: 4px; flex-wrap: nowrap; justify-content: flex-start; }}
@@ -66,19 +73,22 @@ CSS = f"""
 .note-bar p {{ margin: 0; }}
 #who {{ font-size: var(--text-sm); }}
 #app-name h1 {{ font-size: var(--text-xxl); margin: 0 0 4px; }}
-/* a bar over the box (a note, the queue, leaving, an approval) takes room from the chat, so
+/* a bar over the box (a note, the queue, leaving, an approval), files in the box and a
+   status line on more lines (--status-height, measured in HEAD) take room from the chat, so
    the box stays on screen; hidden bars are not in the page at all */
 #approval:not(:has(.approval)) {{ display: none !important; }}  /* no call waiting */
-.gradio-container:has(#notice, #queued-bar, #leave-bar) #chat {{
-  height: calc(64vh - 70px) !important; }}
-.gradio-container:has(#approval .approval) #chat {{ height: calc(64vh - 170px) !important; }}
+.gradio-container {{ --bars: 0px; --files: 0px; }}
+.gradio-container:has(#notice, #queued-bar, #leave-bar) {{ --bars: 70px; }}
+.gradio-container:has(#approval .approval) {{ --bars: 170px; }}
+.gradio-container:has(#message .thumbnail-item) {{ --files: 48px; }}
+#chat {{ height: calc(64vh - var(--bars) - var(--files) - var(--status-height, 23px) + 23px)
+  !important; }}
 @media (max-width: {PHONE_WIDTH - 1}px) {{
   .gradio-container {{ padding: 0 6px !important; }}
-  #chat {{ height: calc(100dvh - 280px) !important; min-height: 200px; }}
-  .gradio-container:has(#notice, #queued-bar, #leave-bar) #chat {{
-    height: calc(100dvh - 370px) !important; }}
-  .gradio-container:has(#approval .approval) #chat {{
-    height: calc(100dvh - 450px) !important; }}
+  .gradio-container:has(#notice, #queued-bar, #leave-bar) {{ --bars: 90px; }}
+  .gradio-container:has(#approval .approval) {{ --bars: 170px; }}
+  #chat {{ height: calc(100dvh - 234px - var(--status-height, 46px) - var(--bars)
+    - var(--files)) !important; min-height: 200px; }}
   #top-bar {{ flex-wrap: wrap; }}
   #actions button {{ padding: 2px 8px; font-size: var(--text-sm); }}
 }}
@@ -118,6 +128,7 @@ HEAD = f"""<script>
   // Gradio's chat puts a nameless arrow button inside each step's title, itself a button:
   // the title is the control, so the arrow is switched off (clicks pass through to it).
   // A code block wider than the chat scrolls, so it takes the focus to be scrolled by keys.
+  let boxFiles = [];  // the names of the files in the message box (`nameBoxFiles`)
   const mend = () => {{
     for (const arrow of document.querySelectorAll(
         "#chat .title[role=button] button:not([disabled])")) {{
@@ -127,12 +138,53 @@ HEAD = f"""<script>
     for (const pre of document.querySelectorAll("#chat pre:not([tabindex])")) {{
       if (pre.scrollWidth > pre.clientWidth) pre.setAttribute("tabindex", "0");
     }}
+    // The box shows its files as list items outside any list (each is a group), and a
+    // document as a bare icon: each is named.
+    for (const file of document.querySelectorAll("#message [role=listitem]")) {{
+      file.setAttribute("role", "group");
+    }}
+    document.querySelectorAll("#message .thumbnail-wrapper").forEach((file, i) => {{
+      const name = boxFiles[i];
+      if (!name || file.dataset.name === name) return;
+      file.dataset.name = name;
+      file.title = name;
+      file.setAttribute("aria-label", name);
+    }});
+    // A picture in a message is a nameless button around an image without alt text: both
+    // take the file's name (the last part of its address).
+    for (const image of document.querySelectorAll("#chat .image-container img")) {{
+      const named = `Picture ${{decodeURIComponent(image.src.split("/").pop() || "")}}`;
+      if (image.alt === named) continue;
+      image.alt = named;
+      image.closest("button")?.setAttribute("aria-label", named);
+    }}
+    // The message box labels its Send button "Submit": named by the word it shows.
+    const send = document.querySelector("#message .submit-button");
+    const word = send?.textContent.trim();
+    if (word && send.getAttribute("aria-label") !== word) send.setAttribute("aria-label", word);
   }};
   new MutationObserver(mend).observe(document.documentElement, {{childList: true,
                                                                    subtree: true}});
+  // The box's value changed: the names of its files, in the order it shows them.
+  window.nameBoxFiles = (value) => {{
+    boxFiles = (value?.files ?? []).map(
+      (file) => file.orig_name || String(file.path ?? "").split("/").pop());
+    mend();
+  }};
+  // The chat's height leaves room for the status line, however many lines it takes.
+  const follow = () => {{
+    const bar = document.querySelector("#top-bar");
+    if (!bar) return false;
+    new ResizeObserver(() => document.documentElement.style.setProperty(
+      "--status-height", `${{bar.offsetHeight}}px`)).observe(bar);
+    return true;
+  }};
   const started = Date.now();
   const poll = setInterval(() => {{
     if (arrange() || Date.now() - started > 10000) clearInterval(poll);
+  }}, 50);
+  const waiting = setInterval(() => {{
+    if (follow() || Date.now() - started > 10000) clearInterval(waiting);
   }}, 50);
 }})();
 </script>"""

@@ -1,0 +1,396 @@
+"""A conversation's documents and images, in LangGraph's store in the conversation's database.
+
+Per owner and session, namespaces under ("attachments", <owner>, <session>): "file" holds one
+entry per file; ("chunk", <file>) a document's passages, keys "000000"...; ("image", <file>)
+an image's bytes. An entry is written last and removed first: a listed file is whole.
+
+Vectors: passages are embedded as they are stored (awaited here, then handed to the store).
+With sqlite-vec loaded (SQLite) or pgvector (PostgreSQL) LangGraph's store indexes them
+(`index` config) and ranks them in the database; otherwise each keeps its vector in its value
+and a conversation's are ranked with numpy (cached per file: files never change). The first
+time vectors are needed, one text is embedded to learn their length. Each file records its
+embedder (model/length/where): a conversation holding a file embedded otherwise (another
+`embed_model`), or not at all, is ranked by BM25 (`keyword_rank.py`), as are all when no
+embedding model is available.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from langgraph.store.base import BaseStore, PutOp
+
+from ollamastack.errors import InvalidInput, OllamaStackError
+from ollamastack.storage.document_backends import (
+    Backend,
+    Handover,
+    postgres_backend,
+    sqlite_backend,
+)
+from ollamastack.storage.keyword_rank import BM25
+from ollamastack.validation import session_id as valid_session_id
+
+EMBED_BATCH = 64  # passages per embed request
+MOST = 100_000  # files, passages or namespaces read at once
+IMAGE_TOKENS = 768  # what Ollama counts an image as in the context (server/prompt.go)
+CACHE_BYTES = 256 * 2**20  # passages and vectors kept in memory, least recent dropped
+KEYWORD_INDEXES = 16  # conversations whose BM25 index is kept
+PROBE = "How long is a vector?"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    name: str
+    kind: str  # "image" | "document"
+    mime: str
+    size: int  # bytes as uploaded
+    pages: int  # a document's last page (0: none, or an image)
+    tokens: int  # about how much of the context it fills whole
+    created_at: float
+    width: int = 0  # an image's pixels
+    height: int = 0
+
+    @classmethod
+    def of(cls, key: str, value: dict) -> StoredFile:
+        return cls(key, value["name"], value["kind"], value["mime"], value["size"],
+                   value["pages"], value["tokens"], value["created_at"],
+                   value.get("width", 0), value.get("height", 0))
+
+
+@dataclass(frozen=True)
+class Passage:
+    file_id: str
+    file: str
+    page: int | None
+    text: str
+    score: float  # cosine similarity, or BM25 when ranked by keywords
+
+
+def session_space(owner: str, session_id: str) -> tuple[str, ...]:
+    """The namespace of a conversation's files (owners as the session index names them).
+
+    >>> session_space("john.doe", "1b4e28ba-2fa1-41d2-883f-0016d3cca427")[:2]
+    ('attachments', 'user-6a6f686e2e646f65')
+    """
+    label = f"user-{owner.encode().hex()}" if owner else "anonymous"
+    return ("attachments", label, valid_session_id(session_id))
+
+
+def _key(index: int) -> str:
+    return f"{index:06d}"
+
+
+def _pack(vector: Sequence[float]) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A document's passages in order, their unit vectors (rows) if any, and their bytes."""
+
+    pages: list[int | None]
+    texts: list[str]
+    matrix: np.ndarray | None
+    size: int
+
+
+class DocumentStore:
+    """The files of each conversation; every call names the owner, so another user's
+    conversation is never seen. `mode`: where vectors are ranked ("sqlite-vec", "pgvector",
+    "numpy"); `note`: the line to log at start-up on the numpy path."""
+
+    def __init__(
+        self,
+        store: BaseStore,
+        embeddings: Embeddings | None = None,
+        *,
+        mode: str = "numpy",
+        note: str = "",
+        make_index: Callable[[int, Embeddings], Awaitable[BaseStore]] | None = None,
+        embed_batch: int = EMBED_BATCH,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
+        self._store, self.embeddings = store, embeddings
+        self.mode, self.note = mode, note
+        self._make_index, self._index = make_index, None
+        self._handover = Handover(embeddings) if embeddings is not None else None
+        self._tag: str | None = None
+        self._probing = asyncio.Lock()
+        self._batch, self._cache_bytes = embed_batch, cache_bytes
+        self._loaded: OrderedDict[str, _Loaded] = OrderedDict()
+        self._keywords: OrderedDict[tuple[str, ...], tuple[BM25, list]] = OrderedDict()
+
+    @classmethod
+    @asynccontextmanager
+    async def open_sqlite(
+        cls, path: Path | str, embeddings: Embeddings | None = None, *,
+        vector_index: bool = True, **options: Any,
+    ) -> AsyncIterator[DocumentStore]:
+        """The store over the SQLite file (":memory:": a database of its own)."""
+        async with sqlite_backend(path, vector_index=vector_index) as backend:
+            yield cls.over(backend, embeddings, **options)
+
+    @classmethod
+    async def on_postgres(
+        cls, store: BaseStore, embeddings: Embeddings | None = None, *,
+        vector_index: bool = True, **options: Any,
+    ) -> DocumentStore:
+        """The store beside `store`, an `AsyncPostgresStore` over the app's pool (dict rows)."""
+        return cls.over(await postgres_backend(store, vector_index=vector_index), embeddings,
+                        **options)
+
+    @classmethod
+    def over(cls, backend: Backend, embeddings: Embeddings | None, **options: Any
+             ) -> DocumentStore:
+        note = backend.note if embeddings is not None else ""
+        return cls(backend.store, embeddings, mode=backend.mode, note=note,
+                   make_index=backend.make_index, **options)
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def add_document(
+        self, owner: str, session_id: str, name: str, mime: str, size: int,
+        chunks: Sequence[tuple[int | None, str]], *, embed: bool,
+    ) -> StoredFile:
+        """Keep a document's passages (blank ones dropped), embedded when `embed` and an
+        embedding model is set. All or nothing: on any failure what was written is removed."""
+        base = session_space(owner, session_id)
+        chunks = [(page, text) for page, text in chunks if text.strip()]
+        file_id = uuid.uuid4().hex
+        tag = await self._vector_tag() if embed and self.embeddings is not None else ""
+        space = (*base, "chunk", file_id)
+        pages = [page for page, _ in chunks if page is not None]
+        entry = {"name": name, "kind": "document", "mime": mime, "size": size,
+                 "pages": max(pages, default=0), "created_at": time.time(),
+                 "tokens": -(-sum(len(text) for _, text in chunks) // 4),  # as LangChain counts
+                 "chunks": len(chunks), "vectors": tag}
+        try:
+            for start in range(0, len(chunks), self._batch):
+                await self._put_chunks(space, file_id, name, start,
+                                       chunks[start:start + self._batch], tag)
+            await self._store.aput((*base, "file"), file_id, entry, index=False)
+        except BaseException:
+            await self._forget(space, [_key(i) for i in range(len(chunks))])
+            raise
+        return StoredFile.of(file_id, entry)
+
+    async def _put_chunks(self, space: tuple[str, ...], file_id: str, name: str, start: int,
+                          chunks: list[tuple[int | None, str]], tag: str) -> None:
+        values = [{"file_id": file_id, "file": name, "page": page, "text": text}
+                  for page, text in chunks]
+        texts = [text for _, text in chunks]
+        vectors = await self.embeddings.aembed_documents(texts) if tag else []
+        if tag.endswith("/index") and self._index is not None:  # the store indexes "text"
+            with self._handover.holding(texts, vectors):
+                await self._index.abatch(
+                    [PutOp(space, _key(start + i), v) for i, v in enumerate(values)])
+            return
+        for value, vector in zip(values, vectors or [None] * len(values), strict=True):
+            if vector is not None:
+                value["vector"] = _pack(vector)
+        await self._store.abatch(
+            [PutOp(space, _key(start + i), v, index=False) for i, v in enumerate(values)])
+
+    async def add_image(self, owner: str, session_id: str, name: str, mime: str, data: bytes,
+                        width: int, height: int) -> StoredFile:
+        base, file_id = session_space(owner, session_id), uuid.uuid4().hex
+        entry = {"name": name, "kind": "image", "mime": mime, "size": len(data), "pages": 0,
+                 "tokens": IMAGE_TOKENS, "created_at": time.time(), "width": width,
+                 "height": height, "chunks": 0, "vectors": ""}
+        space = (*base, "image", file_id)
+        try:
+            await self._store.aput(space, "data", {"data": base64.b64encode(data).decode()},
+                                   index=False)
+            await self._store.aput((*base, "file"), file_id, entry, index=False)
+        except BaseException:
+            await self._forget(space, ["data"])
+            raise
+        return StoredFile.of(file_id, entry)
+
+    async def _forget(self, space: tuple[str, ...], keys: list[str]) -> None:
+        """Undo a write that failed half-way; a failure here leaves rows no entry lists."""
+        try:
+            await self._delete({space: keys})
+        except Exception:
+            log.exception("could not remove the passages of a refused file in %s", space)
+
+    async def remove(self, owner: str, session_id: str, file_ids: Sequence[str]) -> None:
+        """Remove these files (ids not found are ignored)."""
+        base = session_space(owner, session_id)
+        entries = await self._entries(base)
+        gone = [file_id for file_id in file_ids if file_id in entries]
+        await self._delete({(*base, "file"): gone})
+        await self._delete(dict(self._content(base, file_id, entries[file_id]) for file_id in gone))
+        for file_id in gone:
+            self._loaded.pop(file_id, None)
+
+    async def delete_session(self, owner: str, session_id: str) -> None:
+        """Everything of the conversation, including what a crash left half-written."""
+        base = session_space(owner, session_id)
+        entries = await self._entries(base)
+        await self._delete({(*base, "file"): list(entries)})
+        doomed = dict(self._content(base, file_id, entry) for file_id, entry in entries.items())
+        for space in await self._store.alist_namespaces(prefix=base, limit=MOST):
+            if space not in doomed and space[len(base)] != "file":  # unlisted: read its keys
+                doomed[space] = [i.key for i in await self._store.asearch(space, limit=MOST)]
+        await self._delete(doomed)
+        for file_id in entries:
+            self._loaded.pop(file_id, None)
+
+    @staticmethod
+    def _content(base: tuple[str, ...], file_id: str, entry: dict) -> tuple[tuple, list[str]]:
+        if entry["kind"] == "image":
+            return (*base, "image", file_id), ["data"]
+        return (*base, "chunk", file_id), [_key(i) for i in range(entry["chunks"])]
+
+    async def _delete(self, keys: dict[tuple[str, ...], list[str]]) -> None:
+        ops = [PutOp(space, key, None) for space, names in keys.items() for key in names]
+        for start in range(0, len(ops), 5000):
+            await self._store.abatch(ops[start:start + 5000])
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def files(self, owner: str, session_id: str) -> list[StoredFile]:
+        """The conversation's files, oldest first."""
+        entries = await self._entries(session_space(owner, session_id))
+        return [StoredFile.of(key, value) for key, value in entries.items()]
+
+    async def image(self, owner: str, session_id: str, file_id: str) -> bytes:
+        base = session_space(owner, session_id)
+        await self._entry(base, file_id, "image")
+        item = await self._store.aget((*base, "image", file_id), "data")
+        if item is None:
+            raise _not_found(file_id)
+        return base64.b64decode(item.value["data"])
+
+    async def text(self, owner: str, session_id: str, file_id: str) -> list[tuple[int | None, str]]:
+        """A document's passages in order (a small one goes into the context whole)."""
+        base = session_space(owner, session_id)
+        loaded = await self._load(base, file_id, await self._entry(base, file_id, "document"))
+        return list(zip(loaded.pages, loaded.texts, strict=True))
+
+    async def search(self, owner: str, session_id: str, query: str, *, k: int = 6,
+                     embed: bool) -> list[Passage]:
+        """The `k` passages of the conversation's documents nearest `query`: by vectors when
+        `embed` and every document has them from the current model, else by BM25."""
+        base = session_space(owner, session_id)
+        docs = {key: value for key, value in (await self._entries(base)).items()
+                if value["kind"] == "document" and value["chunks"]}
+        if not docs or not query.strip() or k < 1:
+            return []
+        if embed and self.embeddings is not None:
+            try:
+                tag = await self._vector_tag()
+                if all(entry["vectors"] == tag for entry in docs.values()):
+                    if tag.endswith("/index"):
+                        return await self._ranked_in_store(base, docs, query, k)
+                    return await self._ranked_here(base, docs, query, k)
+            except OllamaStackError as error:  # still an answer, from the words
+                log.warning("document passages are ranked by keywords: %s", error)
+        return await self._ranked_by_keywords(base, docs, query, k)
+
+    async def _ranked_in_store(self, base: tuple, docs: dict, query: str, k: int) -> list:
+        assert self._index is not None and self._handover is not None
+        vector = await self.embeddings.aembed_query(query)
+        with self._handover.holding([query], [vector]):
+            items = await self._index.asearch((*base, "chunk"), query=query, limit=2 * k)
+        return [Passage(i.value["file_id"], i.value["file"], i.value["page"], i.value["text"],
+                        float(i.score or 0.0)) for i in items if i.value["file_id"] in docs][:k]
+
+    async def _ranked_here(self, base: tuple, docs: dict, query: str, k: int) -> list:
+        query_vector = np.asarray(await self.embeddings.aembed_query(query), dtype=np.float32)
+        query_vector /= max(float(np.linalg.norm(query_vector)), 1e-12)
+        best: list[tuple[float, str, int, _Loaded]] = []
+        for file_id, entry in docs.items():
+            loaded = await self._load(base, file_id, entry)
+            scores = loaded.matrix @ query_vector
+            top = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else range(len(scores))
+            best += [(float(scores[i]), file_id, int(i), loaded) for i in top]
+        best.sort(key=lambda hit: -hit[0])
+        return [Passage(file_id, docs[file_id]["name"], loaded.pages[i], loaded.texts[i], score)
+                for score, file_id, i, loaded in best[:k]]
+
+    async def _ranked_by_keywords(self, base: tuple, docs: dict, query: str, k: int) -> list:
+        ids = tuple(docs)
+        if (found := self._keywords.get(ids)) is None:
+            refs = [(file_id, i, loaded) for file_id in ids
+                    for loaded in [await self._load(base, file_id, docs[file_id])]
+                    for i in range(len(loaded.texts))]
+            found = BM25([loaded.texts[i] for _, i, loaded in refs]), refs
+            self._keywords[ids] = found
+            while len(self._keywords) > KEYWORD_INDEXES:
+                self._keywords.popitem(last=False)
+        self._keywords.move_to_end(ids)
+        index, refs = found
+        return [Passage(refs[n][0], docs[refs[n][0]]["name"], refs[n][2].pages[refs[n][1]],
+                        refs[n][2].texts[refs[n][1]], score) for n, score in index.top(query, k)]
+
+    async def _vector_tag(self) -> str:
+        """Which vectors a passage embedded now gets: "model/length/where" (where: "index",
+        the store's; "value", its own). The first call embeds one text to learn the length."""
+        async with self._probing:
+            if self._tag is None:
+                dims = len(await self.embeddings.aembed_query(PROBE))
+                if self._make_index is not None:
+                    try:
+                        self._index = await self._make_index(dims, self._handover)
+                    except Exception as error:
+                        why = (str(error).strip() or type(error).__name__).splitlines()[0]
+                        self.mode = "numpy"
+                        self.note = (f"the vector index could not be opened ({why}): "
+                                     "document passages are ranked in Python")
+                        log.warning("%s", self.note)
+                where = "value" if self._index is None else "index"
+                self._tag = f"{getattr(self.embeddings, 'model', '')}/{dims}/{where}"
+        return self._tag
+
+    async def _entries(self, base: tuple[str, ...]) -> dict[str, dict]:
+        items = await self._store.asearch((*base, "file"), limit=MOST)
+        items.sort(key=lambda item: (item.value["created_at"], item.key))
+        return {item.key: item.value for item in items}
+
+    async def _entry(self, base: tuple[str, ...], file_id: str, kind: str) -> dict:
+        item = await self._store.aget((*base, "file"), file_id) if file_id.isalnum() else None
+        if item is None or item.value["kind"] != kind:
+            raise _not_found(file_id)
+        return item.value
+
+    async def _load(self, base: tuple[str, ...], file_id: str, entry: dict) -> _Loaded:
+        """A document's passages (and vectors), from memory or the store."""
+        if (loaded := self._loaded.get(file_id)) is None:
+            items = await self._store.asearch((*base, "chunk", file_id),
+                                              limit=max(entry["chunks"], 1))
+            items.sort(key=lambda item: item.key)
+            values = [item.value for item in items]
+            matrix = None
+            if values and all("vector" in value for value in values):
+                raw = b"".join(base64.b64decode(value["vector"]) for value in values)
+                matrix = np.frombuffer(raw, dtype="<f4").reshape(len(values), -1).copy()
+                matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+            texts = [v["text"] for v in values]
+            size = sum(map(len, texts)) + (0 if matrix is None else matrix.nbytes)
+            loaded = _Loaded([v["page"] for v in values], texts, matrix, size)
+            self._loaded[file_id] = loaded
+            total = sum(cached.size for cached in self._loaded.values())
+            while total > self._cache_bytes and len(self._loaded) > 1:
+                total -= self._loaded.popitem(last=False)[1].size
+        self._loaded.move_to_end(file_id)
+        return loaded
+
+
+def _not_found(file_id: str) -> InvalidInput:
+    return InvalidInput(f"No file with id {file_id} is attached to this conversation.")
