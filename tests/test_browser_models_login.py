@@ -140,7 +140,8 @@ async def test_pull_progress_in_sizes_and_time_then_cancel(
     browser: Browser, ollama_server: FakeOllama, tmp_path: Path, size: str
 ) -> None:
     ollama_server.add_pullable("phi4", size=9_053_116_391)
-    ollama_server.pull_delay = 0.4  # a whole pull: about 8 s
+    ollama_server.pull_delay = 0.8  # a whole pull: about 16 s, so Cancel lands mid-pull
+    # even when a loaded machine takes seconds over the screenshot before it
     with serve(ollama_server, tmp_path) as app:
         page = await open_models_tab(browser, app.url, size)
         await page.get_by_label("Model to pull").fill("phi4")
@@ -164,7 +165,7 @@ async def test_pull_progress_in_sizes_and_time_then_cancel(
         await shot(page, f"models-pull-cancelled-{size}")
         # the test server installs the model after its last line: a pull still read would
         # have installed it by now
-        await page.wait_for_timeout(max(0, 9.0 - (time.monotonic() - started)) * 1000)
+        await page.wait_for_timeout(max(0, 17.0 - (time.monotonic() - started)) * 1000)
         assert "phi4:latest" not in [m.name for m in ollama_server.models]
 
 

@@ -21,7 +21,6 @@ import base64
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -39,14 +38,12 @@ from ollamastack.storage.document_backends import (
     postgres_backend,
     sqlite_backend,
 )
-from ollamastack.storage.keyword_rank import BM25
+from ollamastack.storage.passages import CACHE_BYTES, Passage, Passages
 from ollamastack.validation import session_id as valid_session_id
 
 EMBED_BATCH = 64  # passages per embed request
 MOST = 100_000  # files, passages or namespaces read at once
 IMAGE_TOKENS = 768  # what Ollama counts an image as in the context (server/prompt.go)
-CACHE_BYTES = 256 * 2**20  # passages and vectors kept in memory, least recent dropped
-KEYWORD_INDEXES = 16  # conversations whose BM25 index is kept
 PROBE = "How long is a vector?"
 log = logging.getLogger(__name__)
 
@@ -71,15 +68,6 @@ class StoredFile:
                    value.get("width", 0), value.get("height", 0))
 
 
-@dataclass(frozen=True)
-class Passage:
-    file_id: str
-    file: str
-    page: int | None
-    text: str
-    score: float  # cosine similarity, or BM25 when ranked by keywords
-
-
 def session_space(owner: str, session_id: str) -> tuple[str, ...]:
     """The namespace of a conversation's files (owners as the session index names them).
 
@@ -96,16 +84,6 @@ def _key(index: int) -> str:
 
 def _pack(vector: Sequence[float]) -> str:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    """A document's passages in order, their unit vectors (rows) if any, and their bytes."""
-
-    pages: list[int | None]
-    texts: list[str]
-    matrix: np.ndarray | None
-    size: int
 
 
 class DocumentStore:
@@ -130,9 +108,8 @@ class DocumentStore:
         self._handover = Handover(embeddings) if embeddings is not None else None
         self._tag: str | None = None
         self._probing = asyncio.Lock()
-        self._batch, self._cache_bytes = embed_batch, cache_bytes
-        self._loaded: OrderedDict[str, _Loaded] = OrderedDict()
-        self._keywords: OrderedDict[tuple[str, ...], tuple[BM25, list]] = OrderedDict()
+        self._batch = embed_batch
+        self._passages = Passages(store, cache_bytes)
 
     @classmethod
     @asynccontextmanager
@@ -236,7 +213,7 @@ class DocumentStore:
         await self._delete({(*base, "file"): gone})
         await self._delete(dict(self._content(base, file_id, entries[file_id]) for file_id in gone))
         for file_id in gone:
-            self._loaded.pop(file_id, None)
+            self._passages.forget(file_id)
 
     async def delete_session(self, owner: str, session_id: str) -> None:
         """Everything of the conversation, including what a crash left half-written."""
@@ -249,7 +226,7 @@ class DocumentStore:
                 doomed[space] = [i.key for i in await self._store.asearch(space, limit=MOST)]
         await self._delete(doomed)
         for file_id in entries:
-            self._loaded.pop(file_id, None)
+            self._passages.forget(file_id)
 
     @staticmethod
     def _content(base: tuple[str, ...], file_id: str, entry: dict) -> tuple[tuple, list[str]]:
@@ -280,7 +257,8 @@ class DocumentStore:
     async def text(self, owner: str, session_id: str, file_id: str) -> list[tuple[int | None, str]]:
         """A document's passages in order (a small one goes into the context whole)."""
         base = session_space(owner, session_id)
-        loaded = await self._load(base, file_id, await self._entry(base, file_id, "document"))
+        entry = await self._entry(base, file_id, "document")
+        loaded = await self._passages.load(base, file_id, entry)
         return list(zip(loaded.pages, loaded.texts, strict=True))
 
     async def search(self, owner: str, session_id: str, query: str, *, k: int = 6,
@@ -298,10 +276,11 @@ class DocumentStore:
                 if all(entry["vectors"] == tag for entry in docs.values()):
                     if tag.endswith("/index"):
                         return await self._ranked_in_store(base, docs, query, k)
-                    return await self._ranked_here(base, docs, query, k)
+                    vector = await self.embeddings.aembed_query(query)
+                    return await self._passages.by_vector(base, docs, vector, k)
             except OllamaStackError as error:  # still an answer, from the words
                 log.warning("document passages are ranked by keywords: %s", error)
-        return await self._ranked_by_keywords(base, docs, query, k)
+        return await self._passages.by_keywords(base, docs, query, k)
 
     async def _ranked_in_store(self, base: tuple, docs: dict, query: str, k: int) -> list:
         assert self._index is not None and self._handover is not None
@@ -310,34 +289,6 @@ class DocumentStore:
             items = await self._index.asearch((*base, "chunk"), query=query, limit=2 * k)
         return [Passage(i.value["file_id"], i.value["file"], i.value["page"], i.value["text"],
                         float(i.score or 0.0)) for i in items if i.value["file_id"] in docs][:k]
-
-    async def _ranked_here(self, base: tuple, docs: dict, query: str, k: int) -> list:
-        query_vector = np.asarray(await self.embeddings.aembed_query(query), dtype=np.float32)
-        query_vector /= max(float(np.linalg.norm(query_vector)), 1e-12)
-        best: list[tuple[float, str, int, _Loaded]] = []
-        for file_id, entry in docs.items():
-            loaded = await self._load(base, file_id, entry)
-            scores = loaded.matrix @ query_vector
-            top = np.argpartition(-scores, k - 1)[:k] if len(scores) > k else range(len(scores))
-            best += [(float(scores[i]), file_id, int(i), loaded) for i in top]
-        best.sort(key=lambda hit: -hit[0])
-        return [Passage(file_id, docs[file_id]["name"], loaded.pages[i], loaded.texts[i], score)
-                for score, file_id, i, loaded in best[:k]]
-
-    async def _ranked_by_keywords(self, base: tuple, docs: dict, query: str, k: int) -> list:
-        ids = tuple(docs)
-        if (found := self._keywords.get(ids)) is None:
-            refs = [(file_id, i, loaded) for file_id in ids
-                    for loaded in [await self._load(base, file_id, docs[file_id])]
-                    for i in range(len(loaded.texts))]
-            found = BM25([loaded.texts[i] for _, i, loaded in refs]), refs
-            self._keywords[ids] = found
-            while len(self._keywords) > KEYWORD_INDEXES:
-                self._keywords.popitem(last=False)
-        self._keywords.move_to_end(ids)
-        index, refs = found
-        return [Passage(refs[n][0], docs[refs[n][0]]["name"], refs[n][2].pages[refs[n][1]],
-                        refs[n][2].texts[refs[n][1]], score) for n, score in index.top(query, k)]
 
     async def _vector_tag(self) -> str:
         """Which vectors a passage embedded now gets: "model/length/where" (where: "index",
@@ -369,27 +320,6 @@ class DocumentStore:
             raise _not_found(file_id)
         return item.value
 
-    async def _load(self, base: tuple[str, ...], file_id: str, entry: dict) -> _Loaded:
-        """A document's passages (and vectors), from memory or the store."""
-        if (loaded := self._loaded.get(file_id)) is None:
-            items = await self._store.asearch((*base, "chunk", file_id),
-                                              limit=max(entry["chunks"], 1))
-            items.sort(key=lambda item: item.key)
-            values = [item.value for item in items]
-            matrix = None
-            if values and all("vector" in value for value in values):
-                raw = b"".join(base64.b64decode(value["vector"]) for value in values)
-                matrix = np.frombuffer(raw, dtype="<f4").reshape(len(values), -1).copy()
-                matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-            texts = [v["text"] for v in values]
-            size = sum(map(len, texts)) + (0 if matrix is None else matrix.nbytes)
-            loaded = _Loaded([v["page"] for v in values], texts, matrix, size)
-            self._loaded[file_id] = loaded
-            total = sum(cached.size for cached in self._loaded.values())
-            while total > self._cache_bytes and len(self._loaded) > 1:
-                total -= self._loaded.popitem(last=False)[1].size
-        self._loaded.move_to_end(file_id)
-        return loaded
 
 
 def _not_found(file_id: str) -> InvalidInput:
