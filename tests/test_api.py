@@ -117,6 +117,8 @@ def test_the_api_page_lists_every_endpoint_with_its_parameters(client: Client) -
         "/delete_session": [("session_id", REQ)],
         "/search_conversations": [("query", REQ)],
         "/rename_session": [("session_id", REQ), ("title", REQ)],
+        "/edit_message": [("session_id", REQ), ("message_index", REQ), ("message", REQ)],
+        "/switch_branch": [("session_id", REQ), ("message_index", REQ), ("branch", REQ)],
         "/pull_model": [("name", REQ)],
         "/delete_model": [("name", REQ)],
         "/usage": [("days", 7)],

@@ -287,3 +287,15 @@ def test_rest_refuses_oversized_files_and_names_with_path_parts(
     assert "was not attached" in climbing.json()["error"]["message"]
     assert ollama.chat_requests == []
     assert http.get("/api/v1/conversations").json() == http.get("/api/v1/conversations").json()
+
+
+def test_a_document_belongs_to_the_branch_that_attached_it(
+    client: Client, ollama: OllamaView, tmp_path: Path
+) -> None:
+    session = chat(client, "Hello.")[-1]["session_id"]
+    chat(client, "Read this.", session, files=[written(tmp_path, "notes.md", SECRET)])
+    assert SECRET in system_text(ollama.chat_requests[-1])
+    outputs, error = run(client, session, 0, "Hi instead.", api_name="/edit_message")
+    assert error is None and outputs[-1]["done"] is True
+    assert SECRET not in system_text(ollama.chat_requests[-1])  # a branch without it
+    assert "sources" not in outputs[-1]

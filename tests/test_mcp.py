@@ -26,6 +26,7 @@ TOOLS = [
     "chat",
     "delete_model",
     "delete_session",
+    "edit_message",
     "health",
     "history",
     "models",
@@ -33,6 +34,7 @@ TOOLS = [
     "rename_session",
     "search_conversations",
     "sessions",
+    "switch_branch",
     "tools",
     "usage",
 ]

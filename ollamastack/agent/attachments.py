@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -188,12 +188,18 @@ async def picture_urls(
 
 async def turn_files(
     store: DocumentStore | None, engines: Engines, settings: Settings, owner: str,
-    session_id: str, question: str, capabilities: Sequence[str], model: str,
+    session_id: str, question: str, capabilities: Sequence[str], model: str, *,
+    carried: Callable[[], Awaitable[Collection[str]]] | None = None,
 ) -> tuple[DocumentContext, tuple[tuple[str, str], ...]]:
     """What the conversation's files bring to a turn asking `question`: its documents and,
-    for a model that can see, its latest images."""
+    for a model that can see, its latest images. `carried`: the ids of the files the turn's
+    branch holds (a file attached in another branch of the conversation is not its)."""
     if store is None or not (files := await store.files(owner, session_id)):
         return DocumentContext(), ()
+    if carried is not None:
+        keep = set(await carried())
+        if not (files := [file for file in files if file.id in keep]):
+            return DocumentContext(), ()
     budget = int(settings.document_share * await engines.context_length(model))
     documents = await document_context(store, owner, session_id, question, files=files,
                                        budget=budget, embed=await engines.embedding_ready())
@@ -209,6 +215,16 @@ async def vision_model(engines: Engines) -> str:
     except OllamaStackError:
         return ""
     return next((m.name for m in models if "vision" in m.capabilities), "")
+
+
+def carried_ids(messages: Sequence[AnyMessage]) -> set[str]:
+    """The ids of the files these messages carry.
+
+    >>> carried_ids([HumanMessage("a", additional_kwargs={"attachments": [{"id": "f1"}]})])
+    {'f1'}
+    """
+    return {str(ref.get("id")) for message in messages
+            for ref in message.additional_kwargs.get("attachments") or []}
 
 
 def with_pictures(messages: Sequence[AnyMessage], urls: Mapping[str, str]) -> list[AnyMessage]:

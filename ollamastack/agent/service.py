@@ -16,6 +16,8 @@ from langgraph.graph.state import CompiledStateGraph
 
 from ollamastack import validation
 from ollamastack.agent.approval import Pending, pending_approvals
+from ollamastack.agent.branch_turns import BranchTurns
+from ollamastack.agent.branches import Outlines
 from ollamastack.agent.graph import build_agent
 from ollamastack.agent.prompted_tools import choice_prompt
 from ollamastack.agent.sealing import seal_cut_off_turn, thread
@@ -46,8 +48,8 @@ class _Running:
 
 
 @dataclass
-class ChatService(TurnStreaming):
-    """The core's whole surface for the UI and API: turns, history, sessions.
+class ChatService(TurnStreaming, BranchTurns):
+    """The core's whole surface for the UI and API: turns, history, sessions, branches.
 
     Every call takes the `user` (empty without login); sessions of other users do not exist
     for it. `ollama` is the one Ollama instance, or the pool of several that keeps each
@@ -67,6 +69,8 @@ class ChatService(TurnStreaming):
     _loaded: set[str] = field(default_factory=set, repr=False)
     # sessions answering now: a second message to one of them is refused (`SessionBusy`)
     _running: dict[str, _Running] = field(default_factory=dict, repr=False)
+    # what branches need of each conversation's checkpoints, read once (`branches.py`)
+    outlines: Outlines = field(default_factory=Outlines, repr=False)
 
     @property
     def ollama(self) -> OllamaClient | OllamaPool:
@@ -201,7 +205,8 @@ class ChatService(TurnStreaming):
         self, session_id: str, user: str = "", *, keep_files: bool = False
     ) -> str:
         """Forget the last turn: the last user message and all that followed it, and the
-        files it brought unless `keep_files` (a retry attaches them again: `reattach`).
+        files it brought unless `keep_files` (a retry attaches them again: `reattach`) or
+        another branch carries them.
 
         Returns that message's text (to edit or send again), or "" when there was none.
         """
@@ -220,6 +225,9 @@ class ChatService(TurnStreaming):
         await self.memory.search.remove(session_id, asked[-1])
         files = [ref["id"] for m in removed for ref in m.additional_kwargs.get("attachments", [])]
         if files and not keep_files and self.memory.documents is not None:
+            shared = (await self.outlines.tree(self.graph.checkpointer, session_id)
+                      ).files_elsewhere()  # an edit in another branch keeps its files
+            files = [file_id for file_id in files if file_id not in shared]
             await self.memory.documents.remove(user, session_id, files)
         return removed[0].text
 

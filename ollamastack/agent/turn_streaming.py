@@ -25,6 +25,7 @@ from ollamastack.agent.approval import (
 )
 from ollamastack.agent.attachments import (
     DocumentContext,
+    carried_ids,
     checked_files,
     file_refs,
     read_files,
@@ -171,8 +172,9 @@ class TurnStreaming:
                 return
         await self.memory.sessions.touch(session_id, user, text or stored[0].name)
         yield Started(session_id, model)
-        documents, pictures = await turn_files(self.memory.documents, self.engines, self.settings,
-                                               user, session_id, text, capabilities, model)
+        documents, pictures = await turn_files(
+            self.memory.documents, self.engines, self.settings, user, session_id, text,
+            capabilities, model, carried=lambda: self._carried(session_id, stored))
         extra = {"attachments": file_refs(stored)} if stored else {}
         if documents.sources:
             extra["sources"] = [source.as_dict() for source in documents.sources]
@@ -182,6 +184,11 @@ class TurnStreaming:
                                       documents, pictures)) as events:
             async for event in events:
                 yield event
+
+    async def _carried(self, session_id: str, new: Sequence[StoredFile] = ()) -> set[str]:
+        """The files of the active branch of `session_id`, and those of the new message."""
+        messages = (await self.graph.aget_state(thread(session_id))).values.get("messages", [])
+        return carried_ids(messages) | {file.id for file in new}
 
     async def _kept(self, session_id: str, user: str, file_ids: Sequence[str]
                     ) -> list[StoredFile]:
@@ -243,8 +250,9 @@ class TurnStreaming:
         answer = Command(resume={call.interrupt_id: decision(approve)})  # type: ignore[attr-defined]
         messages = (await self.graph.aget_state(thread(session_id))).values.get("messages", [])
         question = messages[current_turn_start(messages)].text if messages else ""
-        documents, pictures = await turn_files(self.memory.documents, self.engines, self.settings,
-                                               user, session_id, question, capabilities, model)
+        documents, pictures = await turn_files(
+            self.memory.documents, self.engines, self.settings, user, session_id, question,
+            capabilities, model, carried=lambda: self._carried(session_id))
         async with aclosing(self._run(answer, session_id, model, temperature, prompt,
                                       capabilities, max_tokens, user,
                                       documents, pictures)) as events:

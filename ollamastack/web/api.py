@@ -10,6 +10,7 @@ call in the audit log.
 # No `from __future__ import annotations`: Gradio reads the annotations at runtime to
 # describe each endpoint, and skips parameters typed `gr.Request`.
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import replace
@@ -128,6 +129,33 @@ class NamedApi:
                 entry, caller.user, session_id, approve,
                 interval=self.update_interval, may_wait=same_run,
             )
+            async with aclosing(self._chunks(batches, session_id)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    async def edit_message(
+        self, session_id: str, message_index: int, message: str,
+        request: gr.Request | None = None,
+    ) -> AsyncIterator[ChatChunk]:
+        """Edit one of your messages and stream the answer to the new text, like /chat. The
+        conversation continues from just before that message, as a new branch: the earlier
+        one is kept (see "branch" and "branches" in /history, and /switch_branch). The
+        message keeps its files; the answer uses the model and options of the turn edited.
+        Sending a message's own text again answers it anew (Retry).
+
+        Args:
+            session_id: The conversation, as returned by /chat or /sessions.
+            message_index: The user message's place in /history (from 0).
+            message: The new text.
+        """
+        caller = caller_of(request)
+        turn = TurnRequest(message, str(session_id))
+        with user_errors(), self.turns.admitted("/edit_message", caller, turn) as entry:
+            service = await self.handle.get()
+            events = service.edit_message(session_id, message_index, message, user=caller.user)
+            # the pipeline frames only `stream_turn` itself: its framing, as for /chat
+            batches = self.turns._framed(entry, events, self.update_interval, same_run,
+                                         time.monotonic)
             async with aclosing(self._chunks(batches, session_id)) as chunks:
                 async for chunk in chunks:
                     yield chunk
@@ -266,6 +294,8 @@ def register_api(
         conversations.delete_session,
         conversations.search_conversations,
         conversations.rename_session,
+        api.edit_message,
+        conversations.switch_branch,
         api.pull_model,
         api.delete_model,
         api.usage,

@@ -22,6 +22,7 @@ from ollamastack.events import (
 if TYPE_CHECKING:  # LangChain and LangGraph load on first use, not at start-up
     from langchain_core.messages import AnyMessage
 
+    from ollamastack.agent.branches import BranchInfo
     from ollamastack.agent.toolbox import ToolInfo
     from ollamastack.engines.types import ModelInfo, PullProgress
     from ollamastack.storage.memory import SessionInfo
@@ -217,6 +218,27 @@ def message_entry(message: "AnyMessage") -> dict[str, Any]:
     return entry | {
         key: full[key] for key in ("name", "interrupted", "files", "sources") if key in full
     }
+
+
+def history_entries(
+    messages: "list[AnyMessage]", branches: "list[BranchInfo]"
+) -> list[dict[str, Any]]:
+    """`/history`'s list: each message's entry; a user message that was edited (or retried)
+    also has "branch" (which version is shown, from 1) and "branches" (how many there are).
+
+    >>> from langchain_core.messages import AIMessage, HumanMessage
+    >>> from ollamastack.agent.branches import BranchInfo
+    >>> messages = [HumanMessage("Hi"), AIMessage("Hello"), HumanMessage("Bye")]
+    >>> history_entries(messages, [BranchInfo(0, 1, 1), BranchInfo(2, 2, 3)])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello'},
+     {'role': 'user', 'content': 'Bye', 'branch': 2, 'branches': 3}]
+    """
+    entries = [message_entry(m) for m in messages]
+    for info in branches:
+        if info.branches > 1 and info.index < len(entries):
+            entries[info.index] |= {"branch": info.branch, "branches": info.branches}
+    return entries
 
 
 def tool_entry(info: "ToolInfo") -> ToolEntry:

@@ -1,4 +1,4 @@
-"""The named API's conversation endpoints: history, list, delete, search, rename.
+"""The named API's conversation endpoints: history, list, delete, search, rename, branches.
 
 Split from `api.py` (the turn, model and health endpoints) only for size; both are registered
 by `register_api`, with the same edge (rate limit, audit log) and error translation.
@@ -14,7 +14,7 @@ from ollamastack.web.api_schema import (
     RenamedSession,
     SearchEntry,
     SessionEntry,
-    message_entry,
+    history_entries,
     search_entry,
     session_entry,
 )
@@ -37,7 +37,9 @@ class SessionEndpoints:
         and an answer cut short (stopped, or Ollama failed) "interrupted" with the reason. A
         user message with attachments has "files" [{"id", "name", "kind" (image or
         document), "mime", "size", "pages"}], and "sources" once the conversation had
-        documents (what its answer drew on: file, page, text).
+        documents (what its answer drew on: file, page, text). A user message edited with
+        /edit_message has "branch" (which of its versions is shown, from 1) and "branches"
+        (how many there are: /switch_branch shows another); the others have one version.
 
         Args:
             session_id: The conversation, as returned by /chat or /sessions.
@@ -46,7 +48,7 @@ class SessionEndpoints:
         with user_errors(), self.edge.audit("/history", caller, session_id=str(session_id)):
             service = await self.handle.get()
             messages = await service.history(session_id, caller.user)
-            return [message_entry(m) for m in messages]
+            return history_entries(messages, await service.branches(session_id, caller.user))
 
     async def sessions(self, request: gr.Request | None = None) -> list[SessionEntry]:
         """Your conversations, most recently active first, titled by their first message."""
@@ -107,3 +109,23 @@ class SessionEndpoints:
             service = await self.handle.get()
             title = await service.rename_session(session_id, title, caller.user)
             return {"session_id": session_id, "title": title}
+
+    async def switch_branch(
+        self, session_id: str, message_index: int, branch: int,
+        request: gr.Request | None = None,
+    ) -> list[dict]:
+        """Show another version of an edited message: the conversation continues from that
+        branch, as it was left, and it is what the model sees next. Returns the conversation
+        now active, as /history lists it.
+
+        Args:
+            session_id: The conversation, as returned by /chat or /sessions.
+            message_index: The user message's place in /history (from 0).
+            branch: Which version, from 1 to its "branches" in /history.
+        """
+        caller = caller_of(request)
+        with user_errors(), self.edge.audit("/switch_branch", caller, session_id=str(session_id)):
+            service = await self.handle.get()
+            messages = await service.switch_branch(session_id, message_index, branch,
+                                                   caller.user)
+            return history_entries(messages, await service.branches(session_id, caller.user))
