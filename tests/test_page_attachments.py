@@ -337,7 +337,8 @@ async def test_retry_sends_the_message_again_with_its_files(
         await collect(chat.retry(session, MODEL, 0.7, "", True, None, Composer()))
     [after] = [m for m in await core.history(session) if m.type == "human"]
     assert after.additional_kwargs["attachments"] == before.additional_kwargs["attachments"]
-    assert after.id != before.id  # asked anew
+    assert after.id != before.id  # asked anew, as a sibling branch: the first answer is kept
+    assert [(b.index, b.branch, b.branches) for b in await core.branches(session)] == [(0, 2, 2)]
     assert len(await core.memory.documents.files("", session)) == 1
     assert [NOTES_BLOCK in r["messages"][0]["content"] for r in ollama_server.chat_requests] == [
         True, True]

@@ -201,12 +201,9 @@ class ChatService(TurnStreaming, BranchTurns):
         self._loaded.discard(session_id)
         self._emit(ConversationDeleted(session_id, user))
 
-    async def undo_last_turn(
-        self, session_id: str, user: str = "", *, keep_files: bool = False
-    ) -> str:
+    async def undo_last_turn(self, session_id: str, user: str = "") -> str:
         """Forget the last turn: the last user message and all that followed it, and the
-        files it brought unless `keep_files` (a retry attaches them again: `reattach`) or
-        another branch carries them.
+        files it brought unless another branch carries them.
 
         Returns that message's text (to edit or send again), or "" when there was none.
         """
@@ -224,7 +221,7 @@ class ChatService(TurnStreaming, BranchTurns):
         )
         await self.memory.search.remove(session_id, asked[-1])
         files = [ref["id"] for m in removed for ref in m.additional_kwargs.get("attachments", [])]
-        if files and not keep_files and self.memory.documents is not None:
+        if files and self.memory.documents is not None:
             shared = (await self.outlines.tree(self.graph.checkpointer, session_id)
                       ).files_elsewhere()  # an edit in another branch keeps its files
             files = [file_id for file_id in files if file_id not in shared]

@@ -94,7 +94,6 @@ class TurnStreaming:
         system_prompt: str = "",
         max_tokens: int | None = None,
         files: Sequence[tuple[str, bytes]] = (),
-        reattach: Sequence[str] = (),
     ) -> AsyncIterator[Event]:
         """Answer `message` in `session_id` (a new session when empty), streaming events.
 
@@ -102,15 +101,13 @@ class TurnStreaming:
         turn is accepted; `Sources` follows when the conversation has documents. Bad input
         (a refused file among `files`, `(name, bytes)` pairs, included) raises `InvalidInput`,
         and a session still answering an earlier message raises `SessionBusy`, before
-        anything is stored. `reattach`: ids of files already kept with `session_id` that this
-        message carries again (Retry of a message with files, after `undo_last_turn(...,
-        keep_files=True)`). Ollama's failures end the stream with a `TurnError`; what was
+        anything is stored. Ollama's failures end the stream with a `TurnError`; what was
         streamed so far is stored, marked as interrupted, so the conversation stays valid for
         the next turn.
         """
         settings = self.settings
         text = validation.clean_text(message, what="message", limit=settings.max_message_chars,
-                                     allow_empty=bool(files or reattach))
+                                     allow_empty=bool(files))
         attachments = checked_files(files, settings) if files else []
         model = (
             validation.model_name(model, registries=settings.registries) if model
@@ -132,7 +129,7 @@ class TurnStreaming:
                     raise AwaitingApproval(waiting[0].name)
             async with aclosing(self._observed(
                 self._accepted(text, session_id, user, model, temperature, prompt, max_tokens,
-                               claimed, attachments, await self._kept(session_id, user, reattach)),
+                               claimed, attachments),
                 user, model, text,
             )) as events:
                 async for event in events:
@@ -144,23 +141,21 @@ class TurnStreaming:
     async def _accepted(
         self, text: str, session_id: str, user: str, model: str, temperature: float,
         prompt: str, max_tokens: int | None, claimed: list[tuple[str, _Running]],
-        attachments: Sequence[Attachment] = (), kept: Sequence[StoredFile] = (),
+        attachments: Sequence[Attachment] = (),
     ) -> AsyncIterator[Event]:
         try:
             capabilities = await self.engines.capabilities(model)
         except OllamaStackError as error:
             yield TurnError(session_id, error)
             return
-        images = [*(a for a in attachments if a.kind == "image"), *(f for f in kept
-                                                                     if f.kind == "image")]
-        if images and "vision" not in capabilities:
+        if any(a.kind == "image" for a in attachments) and "vision" not in capabilities:
             raise NeedsVision(model, await vision_model(self.engines))
         incoming = await read_files(attachments, self.settings) if attachments else None
         new = not session_id
         if new:
             session_id = await self.new_session(user)
             claimed.append((session_id, self._claim(session_id)))
-        stored = list(kept)
+        stored: list[StoredFile] = []
         if incoming is not None:
             try:
                 stored += await store_files(incoming, self.memory.documents, user, session_id,
@@ -189,18 +184,6 @@ class TurnStreaming:
         """The files of the active branch of `session_id`, and those of the new message."""
         messages = (await self.graph.aget_state(thread(session_id))).values.get("messages", [])
         return carried_ids(messages) | {file.id for file in new}
-
-    async def _kept(self, session_id: str, user: str, file_ids: Sequence[str]
-                    ) -> list[StoredFile]:
-        """The files of `session_id` named by `file_ids`, or `InvalidInput`."""
-        if not file_ids:
-            return []
-        store = self.memory.documents
-        kept = await store.files(user, session_id) if store is not None and session_id else []
-        files = {file.id: file for file in kept}
-        if missing := [file_id for file_id in file_ids if file_id not in files]:
-            raise InvalidInput(f"No file with id {missing[0]} is kept with this conversation.")
-        return [files[file_id] for file_id in file_ids]
 
     async def resume_turn(
         self, session_id: str, approve: bool, *, user: str = ""

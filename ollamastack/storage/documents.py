@@ -4,7 +4,10 @@ Per owner and session, namespaces under ("attachments", <owner>, <session>): "fi
 entry per file; ("chunk", <file>) a document's passages, keys "000000"...; ("image", <file>)
 an image's bytes. An entry is written last and removed first: a listed file is whole.
 
-Vectors: passages are embedded as they are stored (awaited here, then handed to the store).
+Vectors: passages are embedded as they are stored, in a thread (a reply is ~16 KB of JSON per
+passage, decoded and checked holding the GIL: `embed_batch` passages a request bound each such
+pause of the event loop to a few ms), then handed to the store. What was stored fills the
+ranking cache (`passages.py`), so the document's first search reads nothing back.
 With sqlite-vec loaded (SQLite) or pgvector (PostgreSQL) LangGraph's store indexes them
 (`index` config) and ranks them in the database; otherwise each keeps its vector in its value
 and a conversation's are ranked with numpy (cached per file: files never change). The first
@@ -38,10 +41,11 @@ from ollamastack.storage.document_backends import (
     postgres_backend,
     sqlite_backend,
 )
-from ollamastack.storage.passages import CACHE_BYTES, Passage, Passages
+from ollamastack.storage.passages import CACHE_BYTES, Passage, Passages, loaded, unit_rows
 from ollamastack.validation import session_id as valid_session_id
 
-EMBED_BATCH = 64  # passages per embed request
+EMBED_BATCH = 16  # passages per embed request: ~250 KB of JSON decoded at once
+WRITE_BATCH = 64  # passages per write
 MOST = 100_000  # files, passages or namespaces read at once
 IMAGE_TOKENS = 768  # what Ollama counts an image as in the context (server/prompt.go)
 PROBE = "How long is a vector?"
@@ -82,8 +86,8 @@ def _key(index: int) -> str:
     return f"{index:06d}"
 
 
-def _pack(vector: Sequence[float]) -> str:
-    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+def _pack(row: np.ndarray) -> str:
+    return base64.b64encode(row.astype("<f4").tobytes()).decode()
 
 
 class DocumentStore:
@@ -156,31 +160,51 @@ class DocumentStore:
                  "tokens": -(-sum(len(text) for _, text in chunks) // 4),  # as LangChain counts
                  "chunks": len(chunks), "vectors": tag}
         try:
-            for start in range(0, len(chunks), self._batch):
-                await self._put_chunks(space, file_id, name, start,
-                                       chunks[start:start + self._batch], tag)
+            rows = [await self._put_chunks(space, file_id, name, start,
+                                           chunks[start:start + WRITE_BATCH], tag)
+                    for start in range(0, len(chunks), WRITE_BATCH)]
+            matrix = None  # as `Passages.load` would read them back: vectors in the rows only
+            if tag.endswith("/value") and rows:
+                matrix = await asyncio.to_thread(np.concatenate, rows)
+            self._passages.keep(file_id, loaded([page for page, _ in chunks],
+                                                [text for _, text in chunks], matrix))
             await self._store.aput((*base, "file"), file_id, entry, index=False)
         except BaseException:
+            self._passages.forget(file_id)
             await self._forget(space, [_key(i) for i in range(len(chunks))])
             raise
         return StoredFile.of(file_id, entry)
 
     async def _put_chunks(self, space: tuple[str, ...], file_id: str, name: str, start: int,
-                          chunks: list[tuple[int | None, str]], tag: str) -> None:
+                          chunks: list[tuple[int | None, str]], tag: str) -> np.ndarray | None:
+        """Write passages (embedded when `tag`); their unit vectors, when embedded."""
         values = [{"file_id": file_id, "file": name, "page": page, "text": text}
                   for page, text in chunks]
         texts = [text for _, text in chunks]
-        vectors = await self.embeddings.aembed_documents(texts) if tag else []
+        if not tag:
+            await self._store.abatch(
+                [PutOp(space, _key(start + i), v, index=False) for i, v in enumerate(values)])
+            return None
+        vectors, units, packed = await asyncio.to_thread(self._embed, texts)
         if tag.endswith("/index") and self._index is not None:  # the store indexes "text"
             with self._handover.holding(texts, vectors):
                 await self._index.abatch(
                     [PutOp(space, _key(start + i), v) for i, v in enumerate(values)])
-            return
-        for value, vector in zip(values, vectors or [None] * len(values), strict=True):
-            if vector is not None:
-                value["vector"] = _pack(vector)
+            return units
+        for value, vector in zip(values, packed, strict=True):
+            value["vector"] = vector
         await self._store.abatch(
             [PutOp(space, _key(start + i), v, index=False) for i, v in enumerate(values)])
+        return units
+
+    def _embed(self, texts: list[str]) -> tuple[list[list[float]], np.ndarray, list[str]]:
+        """In a thread: the texts' vectors, `embed_batch` a request; as lists (for the store's
+        index), unit rows (for ranking) and packed (for the rows' values)."""
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self._batch):
+            vectors += self.embeddings.embed_documents(texts[start:start + self._batch])
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        return vectors, unit_rows(matrix), [_pack(row) for row in matrix]
 
     async def add_image(self, owner: str, session_id: str, name: str, mime: str, data: bytes,
                         width: int, height: int) -> StoredFile:

@@ -10,7 +10,6 @@ call in the audit log.
 # No `from __future__ import annotations`: Gradio reads the annotations at runtime to
 # describe each endpoint, and skips parameters typed `gr.Request`.
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import replace
@@ -149,13 +148,11 @@ class NamedApi:
             message: The new text.
         """
         caller = caller_of(request)
-        turn = TurnRequest(message, str(session_id))
+        turn = TurnRequest(message, str(session_id), edit_index=message_index)
         with user_errors(), self.turns.admitted("/edit_message", caller, turn) as entry:
-            service = await self.handle.get()
-            events = service.edit_message(session_id, message_index, message, user=caller.user)
-            # the pipeline frames only `stream_turn` itself: its framing, as for /chat
-            batches = self.turns._framed(entry, events, self.update_interval, same_run,
-                                         time.monotonic)
+            batches = self.turns.frames(
+                entry, caller.user, turn, interval=self.update_interval, may_wait=same_run
+            )
             async with aclosing(self._chunks(batches, session_id)) as chunks:
                 async for chunk in chunks:
                     yield chunk

@@ -32,7 +32,7 @@ class TurnRequest:
     system_prompt: str = ""
     max_tokens: int | None = None  # the answer's longest length (OpenAI's `max_tokens`)
     files: tuple[tuple[str, bytes], ...] = ()  # attached files: (name as sent, bytes)
-    reattach: tuple[str, ...] = ()  # files kept with the conversation, sent again (Retry)
+    edit_index: int | None = None  # the user message this one replaces, as a new branch
 
 
 class TurnPipeline:
@@ -71,17 +71,21 @@ class TurnPipeline:
         """The turn's events, a frame at a time. Refusals (`InvalidInput`, `SessionBusy`, …)
         raise before anything is stored; failures while answering come as `TurnError`."""
         service = await self.handle.get()
-        events = service.stream_turn(
-            turn.message,
-            session_id=turn.session_id,
-            user=user,
-            model=turn.model,
-            temperature=turn.temperature,
-            system_prompt=turn.system_prompt,
-            max_tokens=turn.max_tokens,
-            files=turn.files,
-            reattach=turn.reattach,
-        )
+        if turn.edit_index is not None:  # an edit (or Retry): a new branch, not a new message
+            events = service.edit_message(
+                turn.session_id, turn.edit_index, turn.message, user=user, model=turn.model,
+                temperature=turn.temperature, system_prompt=turn.system_prompt)
+        else:
+            events = service.stream_turn(
+                turn.message,
+                session_id=turn.session_id,
+                user=user,
+                model=turn.model,
+                temperature=turn.temperature,
+                system_prompt=turn.system_prompt,
+                max_tokens=turn.max_tokens,
+                files=turn.files,
+            )
         async with aclosing(self._framed(entry, events, interval, may_wait, clock)) as batches:
             async for batch in batches:
                 yield batch

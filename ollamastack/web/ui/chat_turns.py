@@ -18,7 +18,7 @@ import gradio as gr
 from langchain_core.messages import HumanMessage
 
 from ollamastack.agent.service_handle import ServiceHandle
-from ollamastack.errors import OllamaStackError, RateLimited, TooManyTurns
+from ollamastack.errors import OllamaStackError, RateLimited, SessionBusy, TooManyTurns
 from ollamastack.events import Sources, Started
 from ollamastack.storage.memory import session_title
 from ollamastack.web.audit import Entry
@@ -45,7 +45,6 @@ from ollamastack.web.ui.status import (
     open_service,
     redactor,
     shows_internals,
-    toast_errors,
     waiting_title,
 )
 from ollamastack.web.ui.stored_files import shown_history
@@ -163,8 +162,9 @@ class TurnStreams:
         self, turn: TurnRequest, chat_settings: ChatSettings, user: str, entry: Entry,
         internals: bool, composer: Composer, request: gr.Request | None,
     ) -> AsyncIterator[TurnUpdate]:
-        """Retry, once admitted: the last turn forgotten and its message answered anew; if
-        the model cannot answer now, the turn there is stays."""
+        """Retry, once admitted: the last message answered anew as a sibling branch (the
+        earlier answer is kept, `/switch_branch`), with its files; if the model cannot
+        answer now, the turn there is stays."""
         service = await open_service(self.handle)
         model = chat_settings.model or await service.engines.default_model()
         try:
@@ -173,20 +173,30 @@ class TurnStreams:
             entry.fail(error)
             yield TurnUpdate(notice=notice(plain_words(error)))
             return
-        undone, refused = await undo_last(service, turn.session_id, user, keep_files=True)
-        if undone is None:
-            yield TurnUpdate(notice=notice(refused))
+        if not turn.session_id:
+            yield TurnUpdate(notice=notice(NOTHING_TO_UNDO))
             return
-        entry.message = text = undone.text
-        refs = undone.additional_kwargs.get("attachments") or []  # kept: sent again
-        turn = replace(turn, reattach=tuple(str(ref["id"]) for ref in refs))
-        with toast_errors():
+        if service.answering(turn.session_id) is not None:
+            yield TurnUpdate(notice=notice(str(SessionBusy())))
+            return
+        try:
             messages = await service.history(turn.session_id, user)
+        except OllamaStackError as error:  # not this user's conversation: said over the box
+            yield TurnUpdate(notice=notice(str(error)))
+            return
+        asked = [i for i, message in enumerate(messages) if isinstance(message, HumanMessage)]
+        if not asked:
+            yield TurnUpdate(notice=notice(NOTHING_TO_UNDO))
+            return
+        index = asked[-1]
+        entry.message = text = messages[index].text
+        refs = messages[index].additional_kwargs.get("attachments") or []  # sent again
         history = await shown_history(
-            service, turn.session_id, user, messages, show_thinking=chat_settings.show_thinking,
+            service, turn.session_id, user, messages[:index],
+            show_thinking=chat_settings.show_thinking,
             redact=redactor(self.settings, service.engines, request))
-        updates = self._turn(replace(turn, message=text), Draft(text), history, None,
-                             chat_settings, user, entry, internals, composer,
+        updates = self._turn(replace(turn, message=text, edit_index=index), Draft(text),
+                             history, None, chat_settings, user, entry, internals, composer,
                              shown=stored(refs, {}))
         async with aclosing(updates):
             async for update in updates:
@@ -330,11 +340,10 @@ def waits_for_approval(message: Any) -> bool:
 
 
 async def undo_last(
-    service: ChatService, session_id: str, user: str, *, keep_files: bool = False
+    service: ChatService, session_id: str, user: str
 ) -> tuple[HumanMessage | None, str]:
     """Forget the last turn: its message (a message may be files alone), or None and why
-    nothing was undone. `keep_files`: the message's files stay with the conversation, for
-    Retry to send again (`TurnRequest.reattach`)."""
+    nothing was undone."""
     if not session_id:
         return None, NOTHING_TO_UNDO
     try:
@@ -342,7 +351,7 @@ async def undo_last(
         asked = [m for m in messages if isinstance(m, HumanMessage)]
         if not asked:
             return None, NOTHING_TO_UNDO
-        await service.undo_last_turn(session_id, user, keep_files=keep_files)
+        await service.undo_last_turn(session_id, user)
     except OllamaStackError as error:  # a conversation still answering: SessionBusy
         return None, str(error)
     return asked[-1], ""
