@@ -153,6 +153,35 @@ class ChatHandlers:
             async for update in turns:
                 yield update
 
+    async def edit(
+        self,
+        event: gr.EditData,
+        session_id: str,
+        history: Chat,
+        model: str,
+        temperature: float,
+        system_prompt: str,
+        show_thinking: bool,
+        request: gr.Request | None = None,
+        composer: Composer | None = None,
+    ) -> AsyncIterator[TurnUpdate]:
+        """A user message edited in the chat (its pencil): the new text answered as a new
+        branch from just before that message; the earlier branch is kept."""
+        composer = composer if composer is not None else Composer()
+        if composer.running:
+            composer.settles_to_skip += 1
+            yield TurnUpdate(notice=notice("Wait for this answer to end (or press Stop) "
+                                           "before editing a message."))
+            return
+        asked = sum(1 for shown in history[:event.index] if role_of(shown) == "user")
+        chat_settings = ChatSettings(model, temperature, system_prompt, show_thinking)
+        composer.viewing = session_id
+        turns = self.streams.run(Draft(), [], session_id, None, chat_settings, request,
+                                 composer, retry=True, edit=(asked, str(event.value)))
+        async with aclosing(turns):
+            async for update in turns:
+                yield update
+
     async def decide(
         self,
         event: gr.EventData,
@@ -256,3 +285,12 @@ class ChatHandlers:
         waiting = joined([*composer.queued, Draft.of(box)])
         composer.queued.clear()
         return gr.update(value=waiting.value()), queue_note(composer)
+
+
+def role_of(message: Any) -> str:
+    """A chat message's role, as the Chatbot hands it back (a dict) or as drawn.
+
+    >>> role_of({"role": "user", "content": "hi"}), role_of(gr.ChatMessage("a", role="assistant"))
+    ('user', 'assistant')
+    """
+    return str(message.get("role") if isinstance(message, dict) else getattr(message, "role", ""))

@@ -104,13 +104,15 @@ class TurnStreams:
         composer: Composer,
         *,
         retry: bool = False,
+        edit: tuple[int, str] | None = None,
     ) -> AsyncIterator[TurnUpdate]:
-        """`draft`'s turn (`retry`: the last stored turn's, asked again), then each message
+        """`draft`'s turn (`retry`: the last stored turn's, asked again; with `edit` (the
+        number of the user message, its new text), that message edited), then each message
         queued meanwhile, in this tab's composer."""
         caller = caller_of(request)
         internals = shows_internals(self.settings, request)
         mine = composer.running = object()  # this event's: a cancelled one may finish late
-        endpoint = "ui_retry" if retry else "ui_send"
+        endpoint = "ui_edit" if edit else "ui_retry" if retry else "ui_send"
         try:
             chat, first = history, True
             while True:
@@ -119,7 +121,7 @@ class TurnStreams:
                 if retry:
                     def make(entry: Entry, t: TurnRequest = turn) -> AsyncIterator[TurnUpdate]:
                         return self._retried(t, chat_settings, caller.user, entry, internals,
-                                             composer, request)
+                                             composer, request, edit)
                 else:
                     def make(entry: Entry, t: TurnRequest = turn, d: Draft = draft,
                              c: Chat = chat, f: bool = first, listed: Any = conversations,
@@ -161,10 +163,12 @@ class TurnStreams:
     async def _retried(
         self, turn: TurnRequest, chat_settings: ChatSettings, user: str, entry: Entry,
         internals: bool, composer: Composer, request: gr.Request | None,
+        edit: tuple[int, str] | None = None,
     ) -> AsyncIterator[TurnUpdate]:
         """Retry, once admitted: the last message answered anew as a sibling branch (the
         earlier answer is kept, `/switch_branch`), with its files; if the model cannot
-        answer now, the turn there is stays."""
+        answer now, the turn there is stays. `edit`: the user message with that number
+        (from 0) answered with new text instead, the same way."""
         service = await open_service(self.handle)
         model = chat_settings.model or await service.engines.default_model()
         try:
@@ -185,11 +189,11 @@ class TurnStreams:
             yield TurnUpdate(notice=notice(str(error)))
             return
         asked = [i for i, message in enumerate(messages) if isinstance(message, HumanMessage)]
-        if not asked:
+        if not asked or (edit is not None and not 0 <= edit[0] < len(asked)):
             yield TurnUpdate(notice=notice(NOTHING_TO_UNDO))
             return
-        index = asked[-1]
-        entry.message = text = messages[index].text
+        index = asked[-1] if edit is None else asked[edit[0]]
+        entry.message = text = messages[index].text if edit is None else edit[1]
         refs = messages[index].additional_kwargs.get("attachments") or []  # sent again
         history = await shown_history(
             service, turn.session_id, user, messages[:index],

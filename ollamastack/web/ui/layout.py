@@ -27,6 +27,7 @@ from ollamastack.web.ui.page import PageHandlers
 from ollamastack.web.ui.safe_markdown import LATEX_DELIMITERS
 from ollamastack.web.ui.tokens import build_token_section
 from ollamastack.web.ui.usage import build_usage_tab, usage_tab_visible
+from ollamastack.web.ui.versions import VersionHandlers, versions_component
 
 if TYPE_CHECKING:
     from ollamastack.storage.usage import UsageLog
@@ -59,6 +60,7 @@ def build_ui(
     approvals = chat.streams.approvals
     sessions = ConversationHandlers(handle, answering=chat.answering, edge=edge)
     models = ModelsHandlers(handle, edge=edge)
+    branches = VersionHandlers(handle, settings)
     key = _browser_key(settings)
     conversations = gr.BrowserState(
         [], storage_key=f"ollamastack-conversations-{key}", secret=f"ollamastack-{key}"
@@ -119,7 +121,9 @@ def build_ui(
                 # messages come through safe_markdown, which reads LaTeX as this Chatbot does;
                 # the Chatbot's own HTML sanitizer stays on behind it
                 latex_delimiters=LATEX_DELIMITERS, sanitize_html=True,
+                editable="user",  # an edit is answered as a new branch (`chat.edit`)
             )
+            versions = versions_component()  # ‹ 2 of 3 › for each edited message
             with gr.Column(elem_id="composer"):
                 notice = gr.Markdown("", visible=False, elem_id="notice",
                                      elem_classes="note-bar")
@@ -186,9 +190,15 @@ def build_ui(
         chat.decide, [session_id, chatbot, *options, composer], turn_outputs,
         api_name="ui_decide", show_progress="hidden", **PRIVATE,
     )
-    turns = [sending, *retrying, deciding]
+    editing = chatbot.edit(
+        chat.edit, [session_id, chatbot, *options, composer], turn_outputs,
+        api_name="ui_edit", show_progress="hidden", trigger_mode="multiple", **PRIVATE,
+    )
+    turns = [sending, *retrying, deciding, editing]
+    refresh_versions = (branches.refresh, session_id, versions)
     for turn in turns:
         turn.then(*settle, api_name="ui_settle", show_progress="hidden", **PRIVATE).then(
+            *refresh_versions, api_name="ui_versions", show_progress="hidden", **PRIVATE).then(
             page.status, [model, session_id], status_outputs, api_name="ui_status",
             show_progress="hidden", **PRIVATE,
         ).then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
@@ -203,7 +213,10 @@ def build_ui(
 
     for trigger in (undo.click, chatbot.undo):
         trigger(chat.undo, [session_id, show_thinking], [chatbot, message, notice],
-                api_name="ui_undo", **PRIVATE)
+                api_name="ui_undo", **PRIVATE).then(*refresh_versions, api_name="ui_versions",
+                                                      show_progress="hidden", **PRIVATE)
+    versions.select(branches.switch, [session_id, show_thinking], [chatbot, versions],
+                    api_name="ui_switch_branch", **PRIVATE)
 
     # -- conversations ---------------------------------------------------------------------
     # Leaving a conversation while it answers asks first (the leave bar).
@@ -216,6 +229,8 @@ def build_ui(
         the status line says how its documents are searched."""
         event.then(sessions.remember, [session_id, *options], last_open, api_name="ui_remember",
                    **PRIVATE).then(*show_approval, api_name="ui_approval", **PRIVATE).then(
+            branches.refresh, session_id, versions, api_name="ui_versions",
+            show_progress="hidden", **PRIVATE).then(
             page.status, [model, session_id], [status, use_embedded], api_name="ui_status",
             show_progress="hidden", **PRIVATE)
 
@@ -265,7 +280,8 @@ def build_ui(
         [model, status, use_embedded, conversations, conversation_list, chatbot, session_id,
          temperature, system_prompt, show_thinking, who],
         api_name="ui_load", **PRIVATE,
-    ).then(*show_approval, api_name="ui_approval", **PRIVATE)
+    ).then(*show_approval, api_name="ui_approval", **PRIVATE).then(
+        *refresh_versions, api_name="ui_versions", show_progress="hidden", **PRIVATE)
     blocks.load(approvals.tools, None, tools, api_name="ui_tools", **PRIVATE)
     refresh_tools.click(approvals.refresh_tools, None, [tools, tools_note],
                         api_name="ui_refresh_tools", **PRIVATE)
