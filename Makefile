@@ -65,6 +65,7 @@ $(BENCH_STAMP): $(TEST_STAMP) requirements-bench.txt
 bench: $(BENCH_STAMP) $(APT_STAMP) bench-tools  ## Measure our overhead over Ollama; writes BENCHMARKS*.md (BENCH_ARGS=--quick)
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.events --output BENCHMARKS-events.md
+	$(PY) -m bench.documents --postgres --output BENCHMARKS-documents.md $(filter --quick,$(BENCH_ARGS))
 
 # The embedded model in each tool mode, on this CPU (about six minutes on two cores), and
 # text-call repair per shape on the test server (seconds). TOOLS_ARGS=--quick: 10 prompts.

@@ -271,6 +271,8 @@ OTHERS = [  # written by `make bench` too, each by its own script
     "- [BENCHMARKS-events.md](BENCHMARKS-events.md): the event bus and the answer cache "
     "(`bench/events.py`)",
     "- [BENCHMARKS-search.md](BENCHMARKS-search.md): conversation search (`bench/search.py`)",
+    "- [BENCHMARKS-documents.md](BENCHMARKS-documents.md): attached documents: ingestion, "
+    "retrieval, first tokens (`bench/documents.py`)",
 ]
 
 

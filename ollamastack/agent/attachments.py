@@ -73,7 +73,8 @@ async def store_files(
     stored: list[StoredFile] = []
     try:
         for attachment, pages in incoming.documents:
-            pieces = [(chunk.page, chunk.text) for chunk in split(pages, overlap=0)]
+            chunks = await asyncio.to_thread(split, pages, overlap=0)  # 0.1 s for 10 MB
+            pieces = [(chunk.page, chunk.text) for chunk in chunks]
             stored.append(await store.add_document(
                 owner, session_id, attachment.name, attachment.mime, attachment.size, pieces,
                 embed=embed,

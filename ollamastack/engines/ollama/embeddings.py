@@ -24,8 +24,10 @@ READY_FOR = 30.0  # seconds `ready()` trusts its last answer: a pull elsewhere s
 
 class TypedOllamaEmbeddings(OllamaEmbeddings):
     """`OllamaEmbeddings` raising `OllamaUnavailable`, `ModelNotFound`, `OllamaError`,
-    `OllamaTimeout` or `OllamaConnectionLost` (the sync calls serve the SQLite store's thread;
-    `embed_query` and `aembed_query` go through these two)."""
+    `OllamaTimeout` or `OllamaConnectionLost`. The sync calls serve threads: the document
+    store embeds passages in one (decoding a reply holds the GIL, so not on the event loop)
+    and the SQLite store's index runs on its own; `embed_query` and `aembed_query` go through
+    these two."""
 
     request_timeout: float = 300.0
 
