@@ -166,9 +166,9 @@ def test_chat_streams_the_answer_and_continues_the_session_with_memory(
         ],
     ]
     assert client.predict(session, api_name="/history") == [
-        {"role": "user", "content": "My name is Ada."},
+        {"role": "user", "content": "My name is Ada.", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "Nice to meet you, Ada."},
-        {"role": "user", "content": "What is my name?"},
+        {"role": "user", "content": "What is my name?", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "You are Ada."},
     ]
 
@@ -216,7 +216,7 @@ def test_chat_shows_each_tool_call_with_its_arguments_and_result(
         "role": "tool", "content": "42", "tool_name": "calculator"
     }
     assert client.predict(session, api_name="/history") == [
-        {"role": "user", "content": "What is 6 times 7?"},
+        {"role": "user", "content": "What is 6 times 7?", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "", "tool_calls": [call]},
         {"role": "tool", "content": "42", "name": "calculator"},
         {"role": "assistant", "content": "6 times 7 is 42."},
@@ -246,7 +246,7 @@ def test_cancelling_a_chat_keeps_what_streamed_marked_as_stopped(
     stored = history[1]["content"]
     assert stored in growing(text) and stored.startswith(seen[-1]["content"])
     assert history == [
-        {"role": "user", "content": "Count to twelve"},
+        {"role": "user", "content": "Count to twelve", "branch": 1, "branches": 1},
         {"role": "assistant", "content": stored, "interrupted": "stopped by the user"},
     ]
     ollama.server.token_rate = None  # and the conversation goes on
@@ -364,7 +364,7 @@ def test_history_and_sessions_survive_a_restart_on_the_same_data_directory(
     with serve(ollama_server, tmp_path) as second:
         after = Client(second.url, verbose=False)
         assert after.predict(session, api_name="/history") == history == [
-            {"role": "user", "content": "What is 2 + 2?"},
+            {"role": "user", "content": "What is 2 + 2?", "branch": 1, "branches": 1},
             {
                 "role": "assistant",
                 "content": "",
@@ -409,7 +409,7 @@ def test_with_login_each_user_reaches_only_their_own_sessions(
 
         assert [s["session_id"] for s in alice.predict(api_name="/sessions")] == [session]
         assert alice.predict(session, api_name="/history") == [
-            {"role": "user", "content": "My secret is 42."},
+            {"role": "user", "content": "My secret is 42.", "branch": 1, "branches": 1},
             {"role": "assistant", "content": "You said: My secret is 42."},
         ]
         with pytest.raises(AuthenticationError, match="credentials were not provided"):
@@ -477,11 +477,11 @@ def test_health_reports_ollama_down_and_back_and_chat_recovers_without_a_restart
     assert client.predict(api_name="/health") == up
     assert chat(client, "Back again?", session)[-1]["content"] == "You said: Back again?"
     assert client.predict(session, api_name="/history") == [
-        {"role": "user", "content": "Are you there?"},
+        {"role": "user", "content": "Are you there?", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "You said: Are you there?"},
-        {"role": "user", "content": "Still there?"},
+        {"role": "user", "content": "Still there?", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "", "interrupted": unreachable},
-        {"role": "user", "content": "Back again?"},
+        {"role": "user", "content": "Back again?", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "You said: Back again?"},
     ]
 

@@ -77,10 +77,9 @@ def switch(client: Client, session_id: str, index: int, branch: int) -> list[dic
     return client.predict(session_id, index, branch, api_name="/switch_branch")
 
 
-def asked(text: str, branch: int = 0, branches: int = 0) -> dict[str, Any]:
-    """A user message as /history lists it; with its branch when it has several."""
-    entry: dict[str, Any] = {"role": "user", "content": text}
-    return entry | ({"branch": branch, "branches": branches} if branches else {})
+def asked(text: str, branch: int = 1, branches: int = 1) -> dict[str, Any]:
+    """A user message as /history lists it, with which of its versions it is."""
+    return {"role": "user", "content": text, "branch": branch, "branches": branches}
 
 
 def said(text: str) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from tests.support.app_process import AppProcess
 from tests.support.ollama_server import FakeOllama
 
 COMPLETED = [
-    {"role": "user", "content": "Remember: the code is 7419."},
+    {"role": "user", "content": "Remember: the code is 7419.", "branch": 1, "branches": 1},
     {"role": "assistant", "content": "You said: Remember: the code is 7419."},
-    {"role": "user", "content": "What is 6*7?"},
+    {"role": "user", "content": "What is 6*7?", "branch": 1, "branches": 1},
     {"role": "assistant", "content": "",
      "tool_calls": [{"name": "calculator", "args": {"expression": "6*7"}}]},
     {"role": "tool", "content": "42", "name": "calculator"},
@@ -65,7 +65,7 @@ def test_a_killed_app_keeps_every_completed_turn_and_an_intact_database(
         # the killed turn: its question was stored before the model streamed, none of the
         # answer was; on loading, the turn is sealed as cut off
         assert history[len(COMPLETED):] == [
-            {"role": "user", "content": "Count to two hundred"},
+            {"role": "user", "content": "Count to two hundred", "branch": 1, "branches": 1},
             {"role": "assistant", "content": "",
              "interrupted": "the app stopped before the answer was finished"},
         ]  # fmt: skip

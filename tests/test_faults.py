@@ -20,7 +20,7 @@ from gradio_client import Client
 
 from ollamastack.agent.service_handle import ServiceHandle
 from ollamastack.settings import DEFAULT_SYSTEM_PROMPT, Settings
-from ollamastack.web.api_schema import message_entry
+from ollamastack.web.api_schema import history_entries, message_entry
 from ollamastack.web.ui.chat import ChatHandlers
 from tests.support.api_helpers import OllamaView, Served, app_settings, growing, run, serve
 from tests.support.chat_helpers import closed_port_url
@@ -106,12 +106,12 @@ def expected_history(fault: Fault, url: str) -> list[dict[str, Any]]:
         {"role": "tool", "content": "42", "name": "calculator"},
     ]
     return [
-        {"role": "user", "content": "Hello"},
+        {"role": "user", "content": "Hello", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "You said: Hello"},
-        {"role": "user", "content": "Tell me"},
+        {"role": "user", "content": "Tell me", "branch": 1, "branches": 1},
         *(tool_round if fault.tool_round else []),
         {"role": "assistant", "content": fault.partial, "interrupted": fault.error(url)},
-        {"role": "user", "content": "Again?"},
+        {"role": "user", "content": "Again?", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "You said: Again?"},
     ]
 
@@ -184,7 +184,7 @@ def test_ollama_not_running_at_start_then_up_without_a_restart(
         answer = client.predict("Now?", api_name="/chat")
         assert answer["content"] == "You said: Now?"
         assert client.predict(answer["session_id"], api_name="/history") == [
-            {"role": "user", "content": "Now?"},
+            {"role": "user", "content": "Now?", "branch": 1, "branches": 1},
             {"role": "assistant", "content": "You said: Now?"},
         ]
 
@@ -240,8 +240,10 @@ async def test_a_fault_on_the_page_is_reported_kept_and_the_next_turn_works(
     recover(ollama_server)
     again = await send(page, "Again?", session)
     assert again[-1].chat[-1].content.startswith("You said: Again?\n\n<sub>")
-    stored = await (await handle.get()).history(session)
-    assert [message_entry(m) for m in stored] == expected_history(fault, ollama_server.url)
+    core = await handle.get()
+    stored = await core.history(session)
+    assert history_entries(stored, await core.branches(session)) == expected_history(
+        fault, ollama_server.url)
     assert ollama_server.chat_requests[-1]["messages"] == expected_request(fault)
 
 

@@ -74,7 +74,7 @@ def test_many_users_at_once_each_get_exactly_their_own_conversation(
             expected = []
             for turn in range(TURNS):
                 text = question(session, turn)
-                expected += [{"role": "user", "content": text},
+                expected += [{"role": "user", "content": text, "branch": 1, "branches": 1},
                              {"role": "assistant", "content": f"You said: {text}"}]
             assert history == expected, session
         assert len({session_id for session_id, _ in results}) == SESSIONS

@@ -131,9 +131,9 @@ async def test_mcp_client_holds_a_chat_with_memory(
             {"role": "user", "content": "What is my name?"},
         ]
         assert await call(mcp, "history", session_id=session) == [
-            {"role": "user", "content": "My name is Ada."},
+            {"role": "user", "content": "My name is Ada.", "branch": 1, "branches": 1},
             {"role": "assistant", "content": "Nice to meet you, Ada."},
-            {"role": "user", "content": "What is my name?"},
+            {"role": "user", "content": "What is my name?", "branch": 1, "branches": 1},
             {"role": "assistant", "content": "Your name is Ada."},
         ]
 

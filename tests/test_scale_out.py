@@ -116,9 +116,9 @@ def test_a_conversation_started_on_one_process_continues_on_the_other(
     ]]
     # and the first process reads what the second one stored
     assert first.predict(session, api_name="/history") == [
-        {"role": "user", "content": "My name is Ada."},
+        {"role": "user", "content": "My name is Ada.", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "You said: My name is Ada."},
-        {"role": "user", "content": "What is my name?"},
+        {"role": "user", "content": "What is my name?", "branch": 1, "branches": 1},
         {"role": "assistant", "content": "You said: What is my name?"},
     ]
     assert session in [s["session_id"] for s in second.predict(api_name="/sessions")]

@@ -223,20 +223,22 @@ def message_entry(message: "AnyMessage") -> dict[str, Any]:
 def history_entries(
     messages: "list[AnyMessage]", branches: "list[BranchInfo]"
 ) -> list[dict[str, Any]]:
-    """`/history`'s list: each message's entry; a user message that was edited (or retried)
-    also has "branch" (which version is shown, from 1) and "branches" (how many there are).
+    """`/history`'s list: each message's entry; each user message also has "branch" (which
+    of its versions is shown, from 1) and "branches" (how many there are: more than one once
+    it was edited or retried).
 
     >>> from langchain_core.messages import AIMessage, HumanMessage
     >>> from ollamastack.agent.branches import BranchInfo
     >>> messages = [HumanMessage("Hi"), AIMessage("Hello"), HumanMessage("Bye")]
     >>> history_entries(messages, [BranchInfo(0, 1, 1), BranchInfo(2, 2, 3)])
     ... # doctest: +NORMALIZE_WHITESPACE
-    [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello'},
+    [{'role': 'user', 'content': 'Hi', 'branch': 1, 'branches': 1},
+     {'role': 'assistant', 'content': 'Hello'},
      {'role': 'user', 'content': 'Bye', 'branch': 2, 'branches': 3}]
     """
     entries = [message_entry(m) for m in messages]
     for info in branches:
-        if info.branches > 1 and info.index < len(entries):
+        if info.index < len(entries):
             entries[info.index] |= {"branch": info.branch, "branches": info.branches}
     return entries
 

@@ -37,9 +37,9 @@ class SessionEndpoints:
         and an answer cut short (stopped, or Ollama failed) "interrupted" with the reason. A
         user message with attachments has "files" [{"id", "name", "kind" (image or
         document), "mime", "size", "pages"}], and "sources" once the conversation had
-        documents (what its answer drew on: file, page, text). A user message edited with
-        /edit_message has "branch" (which of its versions is shown, from 1) and "branches"
-        (how many there are: /switch_branch shows another); the others have one version.
+        documents (what its answer drew on: file, page, text). Each user message has
+        "branch" (which of its versions is shown, from 1) and "branches" (how many there
+        are: more than one once edited with /edit_message; /switch_branch shows another).
 
         Args:
             session_id: The conversation, as returned by /chat or /sessions.
