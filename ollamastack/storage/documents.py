@@ -185,8 +185,9 @@ class DocumentStore:
             await self._store.abatch(
                 [PutOp(space, _key(start + i), v, index=False) for i, v in enumerate(values)])
             return None
-        vectors, units, packed = await asyncio.to_thread(self._embed, texts)
-        if tag.endswith("/index") and self._index is not None:  # the store indexes "text"
+        indexed = tag.endswith("/index") and self._index is not None  # the store indexes "text"
+        vectors, units, packed = await asyncio.to_thread(self._embed, texts, not indexed)
+        if indexed:
             with self._handover.holding(texts, vectors):
                 await self._index.abatch(
                     [PutOp(space, _key(start + i), v) for i, v in enumerate(values)])
@@ -197,14 +198,15 @@ class DocumentStore:
             [PutOp(space, _key(start + i), v, index=False) for i, v in enumerate(values)])
         return units
 
-    def _embed(self, texts: list[str]) -> tuple[list[list[float]], np.ndarray, list[str]]:
+    def _embed(self, texts: list[str], pack: bool
+               ) -> tuple[list[list[float]], np.ndarray, list[str]]:
         """In a thread: the texts' vectors, `embed_batch` a request; as lists (for the store's
-        index), unit rows (for ranking) and packed (for the rows' values)."""
+        index), unit rows (for ranking) and, with `pack`, packed (for the rows' values)."""
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self._batch):
             vectors += self.embeddings.embed_documents(texts[start:start + self._batch])
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
-        return vectors, unit_rows(matrix), [_pack(row) for row in matrix]
+        return vectors, unit_rows(matrix), [_pack(row) for row in matrix] if pack else []
 
     async def add_image(self, owner: str, session_id: str, name: str, mime: str, data: bytes,
                         width: int, height: int) -> StoredFile:
