@@ -130,6 +130,16 @@ class Settings(BaseSettings, ToolSettingChecks):
         return self
 
     @property
+    def upload_bytes(self) -> int:
+        """The largest file accepted (`max_upload_mb`, 1 MB = 2**20 bytes): by Gradio's upload
+        route, and by the core for a file from any door.
+
+        >>> Settings(_env_file=None, max_upload_mb=0.5).upload_bytes
+        524288
+        """
+        return round(self.max_upload_mb * 2**20)
+
+    @property
     def ollama_hosts(self) -> tuple[str, ...]:
         """Every Ollama instance, the primary (`ollama_host`) first."""
         hosts = self._ollama_hosts

@@ -276,7 +276,7 @@ def test_the_openai_route_sends_data_url_images_and_fetches_nothing(
 def test_rest_refuses_oversized_files_and_names_with_path_parts(
     http: httpx.Client, ollama: OllamaView, served: Served
 ) -> None:
-    limit = round(served.settings.max_upload_mb * 2**20)
+    limit = served.settings.upload_bytes
     too_big = http.post("/api/v1/chat", data={"message": "Read this."},
                         files=[("files", ("big.txt", b"a" * (limit + 1), "text/plain"))])
     assert too_big.status_code == 400

@@ -47,7 +47,7 @@ class Incoming:
 def checked_files(files: Sequence[tuple[str, bytes]], settings: Settings) -> list[Attachment]:
     """The files' types from their bytes, their sizes and count: `AttachmentRefused` else."""
     return accept_all(
-        list(files), max_bytes=round(settings.max_upload_mb * 2**20),
+        list(files), max_bytes=settings.upload_bytes,
         max_files=settings.max_files,
     )
 

@@ -42,7 +42,7 @@ from ollamastack.web.http import reported_health
 from ollamastack.web.metrics import USAGE_REFUSAL, is_admin
 from ollamastack.web.rest.token_endpoints import token_endpoints
 from ollamastack.web.turns import Frame, TurnPipeline, TurnRequest
-from ollamastack.web.uploads import gradio_files, upload_bytes
+from ollamastack.web.uploads import gradio_files
 
 
 class NamedApi:
@@ -100,8 +100,8 @@ class NamedApi:
         turn = TurnRequest(message, session_id, model, temperature, system_prompt)
         with user_errors(), self.turns.admitted("/chat", caller, turn) as entry:
             if files:
-                turn = replace(turn, files=await gradio_files(files, limit=upload_bytes(
-                    self.settings)))
+                limit = self.settings.upload_bytes
+                turn = replace(turn, files=await gradio_files(files, limit=limit))
             batches = self.turns.frames(
                 entry, caller.user, turn, interval=self.update_interval, may_wait=same_run
             )

@@ -33,7 +33,6 @@ from ollamastack.web.rest.door import rest_middleware
 from ollamastack.web.rest.slots import TurnSlots
 from ollamastack.web.ui import theme
 from ollamastack.web.ui.layout import build_ui
-from ollamastack.web.uploads import upload_bytes
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +217,7 @@ def launch(app: WebApp, settings: Settings, **options: Any) -> tuple[Any, str, s
         "mcp_server": settings.mcp,
         "app_kwargs": app.app_kwargs(),
         "blocked_paths": private_paths(settings),
-        "max_file_size": upload_bytes(settings),
+        "max_file_size": settings.upload_bytes,
         "theme": theme.page_theme(),
         "css": theme.CSS,
         "head": theme.HEAD,

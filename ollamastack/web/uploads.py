@@ -15,19 +15,8 @@ from pathlib import Path
 from gradio.utils import get_upload_folder, is_in_or_equal
 
 from ollamastack.errors import AttachmentRefused, InvalidInput
-from ollamastack.settings import Settings
 
 Files = tuple[tuple[str, bytes], ...]
-
-
-def upload_bytes(settings: Settings) -> int:
-    """The largest file accepted (`max_upload_mb`, 1 MB = 2**20 bytes): by Gradio's upload
-    route, and by the core for a file from any door.
-
-    >>> upload_bytes(Settings(_env_file=None, max_upload_mb=0.5))
-    524288
-    """
-    return round(settings.max_upload_mb * 2**20)
 
 
 async def gradio_files(files: object, *, limit: int) -> Files:

@@ -33,7 +33,6 @@ from ollamastack.web.rest.errors import ApiError, api_error, invalid_body
 from ollamastack.web.rest.openai import openai_router
 from ollamastack.web.rest.routes import rest_router
 from ollamastack.web.rest.slots import TurnSlots
-from ollamastack.web.uploads import upload_bytes
 
 PREFIXES = ("/api/v1/", "/v1/")
 OPENAI_PREFIX = "/v1/"
@@ -53,7 +52,7 @@ def body_limit(settings: Settings) -> int:
     >>> body_limit(Settings(_env_file=None, max_message_chars=4000, max_upload_mb=20))
     29010602
     """
-    return max(2**20, 64 * settings.max_message_chars) + upload_bytes(settings) * 4 // 3
+    return max(2**20, 64 * settings.max_message_chars) + settings.upload_bytes * 4 // 3
 
 
 def cors_origins(settings: Settings) -> list[str]:

@@ -38,7 +38,7 @@ from ollamastack.web.rest.context import RestContext
 from ollamastack.web.rest.errors import api_error, api_errors
 from ollamastack.web.rest.turn import StartedTurn
 from ollamastack.web.turns import TurnRequest
-from ollamastack.web.uploads import Files, data_url, numbered, upload_bytes
+from ollamastack.web.uploads import Files, data_url, numbered
 
 CONVERSATION_HEADER = "X-Conversation-Id"
 
@@ -176,7 +176,7 @@ def openai_router(ctx: RestContext) -> APIRouter:
         conversation_id = request.headers.get(CONVERSATION_HEADER, "")
         with api_errors():
             caller = await ctx.caller(request)
-            turn = turn_of(body, conversation_id, limit=upload_bytes(ctx.settings))
+            turn = turn_of(body, conversation_id, limit=ctx.settings.upload_bytes)
             started = await StartedTurn.start(
                 ctx, "/v1/chat/completions", caller, turn, request.receive)
         session_id = started.started.session_id

@@ -22,7 +22,6 @@ from ollamastack.web.rest.context import RestContext
 from ollamastack.web.rest.errors import api_error, api_errors
 from ollamastack.web.rest.turn import StartedTurn
 from ollamastack.web.turns import TurnRequest
-from ollamastack.web.uploads import upload_bytes
 
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
@@ -138,7 +137,7 @@ def rest_router(ctx: RestContext) -> APIRouter:
         documents, the answer has `sources`: file, page and passage."""
         with api_errors():
             caller = await ctx.caller(request)
-            body, files = await read_body(request, ChatBody, limit=upload_bytes(ctx.settings),
+            body, files = await read_body(request, ChatBody, limit=ctx.settings.upload_bytes,
                                           max_files=ctx.settings.max_files)
             turn = TurnRequest(body.message, body.conversation_id, body.model,
                                body.temperature, body.system_prompt, files=files)

@@ -48,7 +48,7 @@ from ollamastack.web.ui.status import (
     waiting_title,
 )
 from ollamastack.web.ui.stored_files import shown_history
-from ollamastack.web.uploads import gradio_files, upload_bytes
+from ollamastack.web.uploads import gradio_files
 
 if TYPE_CHECKING:
     from ollamastack.agent.service import ChatService
@@ -239,7 +239,7 @@ class TurnStreams:
         try:
             if draft.files:
                 turn = replace(turn, files=await gradio_files(
-                    list(draft.files), limit=upload_bytes(self.settings)))
+                    list(draft.files), limit=self.settings.upload_bytes))
             batches = self.pipeline.frames(entry, user, turn, interval=self.update_interval,
                                            may_wait=any_delta, clock=self.clock)
             async with aclosing(batches):
