@@ -9,11 +9,14 @@ subscriber is one function (sync or async) and one line: `bus.subscribe(handler)
 thread may emit (Gradio runs sync handlers on worker threads): such events reach the loop's
 subscribers through the loop the bus was last emitted on.
 
-A record that must never be lost (the audit log) takes `lossless=True`: its handler runs
-on a thread of its own, whose queue grows rather than drop. Blocking the emitter instead
-would stall the event loop, and with it every stream; a thread writes a file without
-holding up the loop, takes events from Gradio's worker threads as well, and drains at
-disk speed, far ahead of any request rate. `flush` waits for it; so does closing the bus,
+A subscriber that blocks (a file, a socket) takes `thread=True`: its sync handler runs on a
+thread of its own, with a bounded queue like the others. That costs a turn less CPU than a
+task on the loop for each event (no futures, no wake-ups through the selector: a webhook's
+POST on a blocking socket takes about a tenth of its asyncio cost, BENCHMARKS-events.md),
+and takes events from Gradio's worker threads as well. A record that must never be lost
+(the audit log) takes `lossless=True`: a thread whose queue grows rather than drop, since
+blocking the emitter instead would stall the event loop, and with it every stream; it drains
+at disk speed, far ahead of any request rate. `flush` waits for it; so does closing the bus,
 and, for what is still queued when the interpreter exits, an exit hook.
 """
 
@@ -24,6 +27,7 @@ import atexit
 import inspect
 import logging
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -111,23 +115,30 @@ class Subscription:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-class LosslessSubscription:
-    """A subscriber that sees every event: a sync handler on a thread of its own, fed from
-    any thread, whose queue grows instead of dropping. The thread starts with the first event
-    and ends once the queue has been empty `IDLE_SECONDS`, or at once when the bus closes."""
+class ThreadSubscription:
+    """A sync handler on a thread of its own, fed from any thread. With a `limit` it may be
+    that many events behind, counting those in hand, before new ones are dropped; without
+    (lossless) its queue grows instead. The thread starts with the first event and ends once
+    the queue has been empty `IDLE_SECONDS`, or at once when the bus closes; it is woken only
+    from sleep, never while it works. With `batch` the handler takes a list: what came within
+    `linger` s of the event that woke it (one transaction for a burst's rows)."""
 
     def __init__(self, name: str, handler: Callable[[Any], None],
-                 accepts: Callable[[Any], bool] | None = None) -> None:
-        self.name, self.handler, self.accepts = name, handler, accepts
+                 accepts: Callable[[Any], bool] | None = None, limit: int | None = None,
+                 *, batch: bool = False, linger: float = 0.0) -> None:
+        self.name, self.handler, self.accepts, self.limit = name, handler, accepts, limit
+        self.batch, self.linger = batch, linger
         self.queue: deque = deque()
         self.offered = 0  # events queued in all
         self.delivered = 0
         self.failed = 0  # the handler raised (logged)
-        self.dropped = 0  # always: the same figures as every subscriber's (`/metrics`)
+        self.dropped = 0  # the queue was full (never, lossless)
+        self.busy = 0  # events in hand now
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # an event was queued
         self._progress = threading.Condition(self._lock)  # an event was handled
         self._thread: threading.Thread | None = None
+        self._asleep = False  # waiting for `_ready`: an offer wakes it
         self._closing = False
         _LIVE.add(self)
 
@@ -139,6 +150,9 @@ class LosslessSubscription:
         if self.accepts is not None and not self.accepts(event):
             return
         with self._lock:
+            if self.limit is not None and len(self.queue) + self.busy >= self.limit:
+                self.dropped += 1
+                return
             self.queue.append(event)
             self.offered += 1
             if self._thread is None:
@@ -146,41 +160,60 @@ class LosslessSubscription:
                 self._thread = threading.Thread(
                     target=self._work, name=f"bus:{self.name}", daemon=True)
                 self._thread.start()
-            else:
+            elif self._asleep:
                 self._ready.notify()
         if len(self.queue) == BACKLOG_WARNING:
             log.warning("event subscriber %s is %d events behind", self.name, BACKLOG_WARNING)
 
     def _work(self) -> None:
         try:
-            while True:
-                with self._lock:
-                    while not self.queue:
-                        if (self._closing or not self._ready.wait(IDLE_SECONDS)) and (
-                                not self.queue):
-                            self._thread = None  # under the lock: `offer` starts a new one
-                            return
-                    event = self.queue.popleft()
+            while events := self._take():
                 try:
-                    self.handler(event)
+                    self.handler(events if self.batch else events[0])
                     failed = False
                 except Exception:
                     failed = True
                     log.exception("event subscriber %s failed on %s", self.name,
-                                  type(event).__name__)
+                                  type(events[0]).__name__)
                 with self._lock:
                     if failed:
-                        self.failed += 1
+                        self.failed += len(events)
                     else:
-                        self.delivered += 1
+                        self.delivered += len(events)
+                    self.busy = 0
                     self._progress.notify_all()
         except BaseException:  # not the handler's `Exception`s: the next event starts anew
             with self._lock:
-                self._thread = None
+                self._thread, self.busy = None, 0
             raise
 
+    def _take(self) -> list:
+        """The next event (a list of one), or with `batch` all that came within `linger`;
+        [] when the thread should end (idle, or the bus closed and nothing is left)."""
+        with self._lock:
+            while not self.queue:
+                if self._closing:
+                    self._thread = None  # under the lock: `offer` starts a new one
+                    return []
+                self._asleep = True
+                woken = self._ready.wait(IDLE_SECONDS)
+                self._asleep = False
+                if not woken and not self.queue:
+                    self._thread = None
+                    return []
+            if not self.batch:
+                self.busy = 1
+                return [self.queue.popleft()]
+        if self.linger:
+            time.sleep(self.linger)  # the rest of a burst joins this batch
+        with self._lock:
+            events = list(self.queue)
+            self.queue.clear()
+            self.busy = len(events)
+            return events
+
     def wait(self, count: int | None = None, timeout: float = CLOSE_SECONDS) -> bool:
-        """Wait (at most `timeout` s) until `count` events in all, or every one offered so
+        """Wait (at most `timeout` s) until `count` events in all, or every one queued so
         far, have been handled; whether they have. Blocks: not from the event loop."""
         with self._lock:
             target = self.offered if count is None else count
@@ -197,7 +230,7 @@ class LosslessSubscription:
             self._ready.notify()
 
 
-_LIVE: weakref.WeakSet[LosslessSubscription] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[ThreadSubscription] = weakref.WeakSet()
 
 
 @atexit.register
@@ -205,7 +238,8 @@ def _flush_at_exit() -> None:
     """What a lossless subscriber still holds when the interpreter exits is handled first
     (its thread is a daemon: it never keeps a finished program running)."""
     for subscription in list(_LIVE):
-        subscription.wait()
+        if subscription.limit is None:
+            subscription.wait()
 
 
 class EventBus:
@@ -213,22 +247,26 @@ class EventBus:
 
     def __init__(self, *, queue_size: int = QUEUE_SIZE) -> None:
         self.queue_size = queue_size
-        self.subscriptions: list[Subscription | LosslessSubscription] = []
+        self.subscriptions: list[Subscription | ThreadSubscription] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # where it was last emitted on
 
     def subscribe(
         self, handler: Handler, *, name: str = "", queue_size: int = 0,
-        accepts: Callable[[Any], bool] | None = None, lossless: bool = False,
-    ) -> Subscription | LosslessSubscription:
+        accepts: Callable[[Any], bool] | None = None, thread: bool = False,
+        lossless: bool = False, batch: bool = False, linger: float = 0.0,
+    ) -> Subscription | ThreadSubscription:
         """Call `handler(event)` for every event from now on (those `accepts` takes), in
         order, off the emitter's path; its exceptions are logged and counted (`failed`).
-        `lossless`: a sync handler on a thread of its own that is never dropped an event."""
+        `thread`: a sync handler on a thread of its own; `lossless`: one that is never
+        dropped an event; `batch`, `linger`: one handed lists (`ThreadSubscription`)."""
         name = name or getattr(handler, "__qualname__", "subscriber")
-        subscription: Subscription | LosslessSubscription
-        if lossless:
+        subscription: Subscription | ThreadSubscription
+        if thread or lossless:
             if inspect.iscoroutinefunction(handler):
-                raise TypeError(f"a lossless subscriber runs on a thread: {name} is async")
-            subscription = LosslessSubscription(name, handler, accepts)  # type: ignore[arg-type]
+                raise TypeError(f"a thread's subscriber is a plain function: {name} is async")
+            subscription = ThreadSubscription(  # type: ignore[arg-type]
+                name, handler, accepts, None if lossless else queue_size or self.queue_size,
+                batch=batch, linger=linger)
         else:
             subscription = Subscription(name, handler, queue_size or self.queue_size, accepts)
         self.subscriptions.append(subscription)
@@ -245,11 +283,11 @@ class EventBus:
             subscription.offer(event)
 
     def _emit_from_thread(self, event: Any) -> None:
-        """Lossless subscribers take `event` here; the others on the loop the bus was last
+        """Threads' subscribers take `event` here; the others on the loop the bus was last
         emitted on, or drop it (counted) before there is one."""
         later = []
         for subscription in self.subscriptions:
-            if isinstance(subscription, LosslessSubscription):
+            if isinstance(subscription, ThreadSubscription):
                 subscription.offer(event)
             elif subscription.accepts is None or subscription.accepts(event):
                 later.append(subscription)
@@ -273,10 +311,10 @@ class EventBus:
             log.warning("event subscribers did not catch up within %g s", within)
 
     def flush(self, within: float = CLOSE_SECONDS) -> bool:
-        """Wait until the lossless subscribers have handled every event emitted so far (at
+        """Wait until the threads' subscribers have handled every event queued so far (at
         most `within` s); for a reader of what they write, from any thread but the loop's."""
         return all(s.wait(timeout=within) for s in self.subscriptions
-                   if isinstance(s, LosslessSubscription))
+                   if isinstance(s, ThreadSubscription))
 
     async def aclose(self, within: float = CLOSE_SECONDS) -> None:
         """Let subscribers catch up (at most `within` s), then stop them."""

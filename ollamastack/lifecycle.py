@@ -11,7 +11,7 @@ every call, which no receiver outside the server needs.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -141,7 +141,7 @@ def payload(event: Lifecycle) -> dict[str, Any]:
     >>> payload(ModelPulled("llama3.2", "ann", time=0.0))
     {'type': 'model.pulled', 'model': 'llama3.2', 'user': 'ann', 'time': '1970-01-01T00:00:00.000Z'}
     """
-    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(event).items()
-              if not (k in ("message", "answer") and v is None)}
+    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(event).items()
+              if not (k in ("message", "answer") and v is None)}  # flat: no `asdict` copies
     when = datetime.fromtimestamp(event.time, UTC).isoformat(timespec="milliseconds")
     return {"type": event.TYPE, **fields, "time": when.replace("+00:00", "Z")}

@@ -15,7 +15,7 @@ import pytest
 
 from ollamastack.agent.service import ChatService
 from ollamastack.agent.service_handle import open_chat_service
-from ollamastack.bus import EventBus, LosslessSubscription
+from ollamastack.bus import EventBus, ThreadSubscription
 from ollamastack.events import Started
 from ollamastack.lifecycle import (
     ConversationDeleted,
@@ -135,7 +135,7 @@ def test_a_lossless_subscriber_takes_every_event_from_any_thread_in_order(
         seen.append(event)
 
     subscription = bus.subscribe(slow, name="records", lossless=True)
-    assert isinstance(subscription, LosslessSubscription)
+    assert isinstance(subscription, ThreadSubscription)
     emitters = [threading.Thread(target=lambda t=t: [bus.emit((t, n)) for n in range(500)])
                 for t in range(4)]
     with caplog.at_level(logging.ERROR, logger="ollamastack.bus"):
@@ -171,11 +171,34 @@ async def test_closing_the_bus_hands_a_lossless_subscriber_everything_first() ->
     assert bus.flush() and seen == [0, 1, 2, 3]
 
 
+def test_a_batch_subscriber_takes_what_came_within_its_linger_as_one_list() -> None:
+    """A burst becomes one call (one transaction for usage rows); the counts are per event,
+    and a bounded one counts the events in hand against its limit."""
+    bus = EventBus()
+    batches: list[list[int]] = []
+    release = threading.Event()
+
+    def write(events: list[int]) -> None:
+        batches.append(events)
+        release.wait(5)
+
+    subscription = bus.subscribe(write, thread=True, batch=True, linger=0.2, queue_size=5)
+    for number in range(3):  # within the linger: together
+        bus.emit(number)
+    time.sleep(0.4)  # the first batch is in hand, its handler held
+    for number in range(3, 10):  # 3 in hand + 2 queued fill the limit of 5
+        bus.emit(number)
+    release.set()
+    assert bus.flush()
+    assert batches == [[0, 1, 2], [3, 4]]
+    assert (subscription.delivered, subscription.dropped, subscription.failed) == (5, 5, 0)
+
+
 def test_a_lossless_subscriber_is_a_plain_function() -> None:
     async def handler(event: Any) -> None:
         pass
 
-    with pytest.raises(TypeError, match="a lossless subscriber runs on a thread: handler"):
+    with pytest.raises(TypeError, match="a thread's subscriber is a plain function: handler"):
         EventBus().subscribe(handler, name="handler", lossless=True)
 
 

@@ -57,8 +57,9 @@ def test_turns_tokens_tools_and_times_are_counted_per_model(
         answered = ollama_server.chat_requests[:-1]  # the failed call counts no tokens
         prompt_tokens = sum(  # the test server counts a word of the prompt as a token
             len(str(m.get("content") or "").split()) for r in answered for m in r["messages"])
-        found = scrape(app.url, (*key("ollamastack_turns_total", model="llama3.2",
-                                      outcome="error"), 1))
+        scrape(app.url, (*key("ollamastack_turns_total", model="llama3.2", outcome="error"), 1))
+        # usage rows wait up to 50 ms for others to share their transaction (storage/usage.py)
+        found = scrape(app.url, (*key("ollamastack_event_queue_depth", subscriber="usage"), 0))
 
     llama = {"model": "llama3.2"}
     assert found[key("ollamastack_turns_total", **llama, outcome="ok")] == 2

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import resource
 import ssl
 import threading
 import time
@@ -22,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ollamastack.bus import EventBus
 from ollamastack.lifecycle import ModelPulled, RequestAudited, TurnFailed
 from ollamastack.settings import Settings
+from ollamastack.web import hook_connection
 from ollamastack.web.metrics import Metrics
 from ollamastack.web.webhooks import SIGNATURE_HEADER, Webhooks
 from tests.support.api_helpers import run, serve
@@ -221,6 +224,27 @@ async def test_a_refusing_receiver_is_not_asked_again_and_a_dead_one_is_retried(
     assert webhooks.counts() == {"delivered": 0, "failed": 2, "dropped": 0}
 
 
+async def test_a_receiver_slower_than_the_timeout_fails_the_delivery(receiver: Receiver) -> None:
+    """The socket's own timeout ends the wait: the delivery fails (and is counted) when the
+    receiver takes longer than `timeout`, and the next one opens a new connection."""
+    receiver.delay = 1.0
+    settings = Settings(_env_file=None, webhook_url=receiver.url)
+    bus = EventBus()
+    webhooks = Webhooks(settings, retries=0, timeout=0.3)
+    webhooks.subscribe(bus)
+    began = time.monotonic()
+    bus.emit(ModelPulled("a"))
+    await bus.drain()
+    took = time.monotonic() - began
+    receiver.delay = 0.0
+    bus.emit(ModelPulled("b"))
+    await bus.aclose()
+    await webhooks.aclose()
+    assert 0.3 <= took < 0.9
+    assert webhooks.counts() == {"delivered": 1, "failed": 1, "dropped": 0}
+    assert webhooks.connections[receiver.url].opened == 2
+
+
 async def deliver(settings: Settings, *events: object) -> Webhooks:
     """`events` through a bus to the webhooks of `settings`, tried once each; all done."""
     bus = EventBus()
@@ -249,16 +273,44 @@ async def test_deliveries_share_one_kept_alive_connection_whatever_the_reply_is_
     assert len(set(receiver.ports)) == 1 and webhooks.connections[receiver.url].opened == 1
 
 
-async def test_a_receiver_that_hangs_up_after_each_reply_gets_every_event() -> None:
+@pytest.mark.parametrize("looked_at", [True, False], ids=["looked-at", "used-at-once"])
+async def test_a_receiver_that_hangs_up_after_each_reply_gets_every_event(
+    looked_at: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """As a server whose keep-alive timeout is shorter than the time between events: the
-    connection it closed is noticed (or fails before any answer) and a new one is opened,
-    without using up a retry (there are none here)."""
+    connection it closed is noticed before sending (looked at: idle past `FRESH`), or fails
+    before any answer (used at once), and a new one is opened, without using up a retry
+    (there are none here)."""
+    monkeypatch.setattr(hook_connection, "FRESH", 0.0 if looked_at else 60.0)
     with serving(Receiver(keep_alive=True, hang_up=True)) as receiver:
         settings = Settings(_env_file=None, webhook_url=receiver.url)
         webhooks = await deliver(settings, *[ModelPulled(f"model-{n}") for n in range(5)])
     assert len(receiver.posts) == 5 and len(set(receiver.ports)) == 5
     assert webhooks.counts() == {"delivered": 5, "failed": 0, "dropped": 0}
     assert webhooks.connections[receiver.url].opened == 5
+
+
+async def test_a_kept_alive_connection_is_looked_at_past_1024_descriptors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A busy server holds many descriptors: the look at an idle connection must not be
+    `select()`'s, which refuses any past 1024."""
+    monkeypatch.setattr(hook_connection, "FRESH", 0.0)  # look before every POST
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows {hard} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with serving(Receiver(keep_alive=True)) as receiver:
+            settings = Settings(_env_file=None, webhook_url=receiver.url)
+            webhooks = await deliver(settings, ModelPulled("a"), ModelPulled("b"))
+    finally:
+        for descriptor in fillers:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert webhooks.counts() == {"delivered": 2, "failed": 0, "dropped": 0}
+    assert webhooks.connections[receiver.url].opened == 1
 
 
 async def test_a_reply_that_ends_the_connection_is_read_whole_and_a_new_one_opened() -> None:

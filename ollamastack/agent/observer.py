@@ -35,6 +35,7 @@ class TurnObserver:
         self.calls: dict[str, tuple[str, float]] = {}  # open tool calls: id -> (name, since)
         self.tools: list[str] = []
         self.answer: list[str] | None = [] if message is not None else None
+        self.reads_text = self.answer is not None  # else the tokens need not be shown to it
         self.paused = False
         self.ended = False
 

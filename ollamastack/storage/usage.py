@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -22,11 +23,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ollamastack.bus import EventBus
 from ollamastack.errors import InvalidInput
 from ollamastack.lifecycle import ToolCalled, TurnCompleted, TurnFailed
 from ollamastack.settings import Settings
 
 MAX_DAYS = 366
+LINGER = 0.05  # seconds the SQLite writer waits after a row for more to write with it
 SETUP_LOCK = 0x6F6C6C7573  # PostgreSQL advisory lock held while creating the tables
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ollamastack_turns (time DOUBLE PRECISION NOT NULL, "
@@ -85,6 +88,29 @@ def valid_days(days: object) -> int:
     return int(days)
 
 
+def counted(event: object) -> bool:
+    """What usage records: turns' ends and tool calls."""
+    return isinstance(event, TurnCompleted | TurnFailed | ToolCalled)
+
+
+def row_of(event: object) -> tuple[str, tuple] | None:
+    """The INSERT of a usage row for `event`, if it counts."""
+    if isinstance(event, TurnCompleted | TurnFailed):
+        completed = isinstance(event, TurnCompleted)
+        return INSERT_TURN, (
+            event.time, day_of(event.time), event.user, event.model,
+            "ok" if completed else event.outcome, "" if completed else event.kind,
+            event.prompt_tokens if completed else 0,
+            event.completion_tokens if completed else 0,
+            event.time_to_first_token if completed else None, event.seconds,
+            len(event.tools), int(completed and event.cached),
+        )
+    if isinstance(event, ToolCalled):
+        return INSERT_TOOL, (event.time, day_of(event.time), event.user, event.model,
+                             event.tool, event.outcome, event.seconds)
+    return None
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     """The nearest-rank percentile of sorted `values`.
 
@@ -104,24 +130,34 @@ class UsageLog:
         self._pool: Any = None  # PostgreSQL
         self._sqlite: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None  # `write`'s, on the bus's thread
+        self._writing = threading.Lock()
+
+    def subscribe(self, bus: EventBus) -> None:
+        """Record what counts on `bus`: on SQLite by a thread of the bus's own, which writes
+        the rows of `LINGER` s in one transaction (no hop through the loop and an executor
+        for each row), on PostgreSQL by the loop, through the pool."""
+        if self.settings.on_postgres:
+            bus.subscribe(self.record, name="usage", accepts=counted)
+        else:
+            bus.subscribe(self.write, name="usage", accepts=counted, thread=True, batch=True,
+                          linger=LINGER)
 
     async def record(self, event: Any) -> None:
         """Store one lifecycle event that counts: a turn's end, a tool call."""
-        if isinstance(event, TurnCompleted | TurnFailed):
-            completed = isinstance(event, TurnCompleted)
-            row = (
-                event.time, day_of(event.time), event.user, event.model,
-                "ok" if completed else event.outcome, "" if completed else event.kind,
-                event.prompt_tokens if completed else 0,
-                event.completion_tokens if completed else 0,
-                event.time_to_first_token if completed else None, event.seconds,
-                len(event.tools), int(completed and event.cached),
-            )
-            await self._execute(INSERT_TURN, row)
-        elif isinstance(event, ToolCalled):
-            row = (event.time, day_of(event.time), event.user, event.model, event.tool,
-                   event.outcome, event.seconds)
-            await self._execute(INSERT_TOOL, row)
+        if (statement := row_of(event)) is not None:
+            await self._execute(*statement)
+
+    def write(self, events: list) -> None:
+        """`record` for SQLite, from a thread, over a connection of its own: the rows of
+        `events` in one transaction."""
+        rows = [row for row in map(row_of, events) if row is not None]
+        with self._writing:
+            if self._writer is None:
+                self._writer = self._connect()
+            with self._writer:
+                for statement, values in rows:
+                    self._writer.execute(statement, values)
 
     async def summary(self, days: object = 7) -> dict[str, Any]:
         """The last `days` days (today included, UTC): turns and tokens per day and model,
@@ -245,3 +281,7 @@ class UsageLog:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
+        with self._writing:  # after the bus has closed: nothing more to write
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None

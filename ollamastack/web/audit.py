@@ -40,7 +40,7 @@ from typing import Any, cast
 
 from gradio.exceptions import Error as GradioError
 
-from ollamastack.bus import EventBus, LosslessSubscription
+from ollamastack.bus import EventBus, ThreadSubscription
 from ollamastack.errors import (
     InvalidInput,
     NotAllowed,
@@ -194,7 +194,7 @@ class AuditLog:
         self.path = path
         self.log_content = log_content
         self.bus = bus if bus is not None else EventBus()
-        self.subscription = cast(LosslessSubscription, self.bus.subscribe(
+        self.subscription = cast(ThreadSubscription, self.bus.subscribe(
             self.record, name="audit log", lossless=True,
             accepts=lambda event: isinstance(event, RequestAudited)))
         self._lock = threading.Lock()

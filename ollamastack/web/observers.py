@@ -48,7 +48,7 @@ class Observers:
         metrics = Metrics(in_flight=in_flight, bus=bus, webhooks=webhooks)
         usage = UsageLog(settings)
         bus.subscribe(metrics.observe, name="metrics", accepts=is_lifecycle)
-        bus.subscribe(usage.record, name="usage", accepts=is_lifecycle)
+        usage.subscribe(bus)
         webhooks.subscribe(bus)  # one subscriber per URL
         return cls(bus, metrics, usage, webhooks)
 
