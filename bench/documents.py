@@ -14,9 +14,10 @@
 4. Other chats' first tokens (one turn every `--pause` s, conversations of 10 turns) while
    another conversation's turn attaches a large PDF (three times), against the same chats idle.
 Parts 3 and 4 run on four chat services (CONFIGS): as shipped here (sqlite-vec, in the
-documents' own SQLite file); with vectors in the rows, ranked with numpy (the path of a
-PostgreSQL without pgvector); the same with passages embedded by a second test server; and
-with no embedding model (keywords). Afterwards both SQLite files are checked for integrity.
+documents' own SQLite file; passages embedded by a second test server, as Ollama's runner of
+the embedding model is a process of its own); the same with one test server for both; with
+vectors in the rows, ranked with numpy (the path of a PostgreSQL without pgvector); and with
+no embedding model (keywords). Afterwards both SQLite files are checked for integrity.
 Parts 3 and 4: bench/documents_turns.py; the report: bench/documents_report.py.
 
 The test server runs in its own process (bench/fake_ollama.py), unpaced. Its "embedding" is a
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import random
 import sys
@@ -53,10 +55,13 @@ from tests.support.sample_files import big_pdf, big_pdf_pages, pdf
 
 MB = 2**20
 CONFIGS = {  # the chat service's documents: (embedding model, vectors in the rows (numpy),
-    # passages embedded by a second test server, so chats never queue behind an embedding)
-    "sqlite-vec, as shipped": ("nomic-embed-text", False, False),
-    "numpy (vectors in the rows)": ("nomic-embed-text", True, False),
-    "numpy, embedded by a second server": ("nomic-embed-text", True, True),
+    # passages embedded by a second test server). Ollama runs each model in a runner process
+    # of its own, so an embedding never holds up a chat's reply there; the test server is
+    # one process with one event loop, where it would: the shipped path gets a second server
+    # for embeddings, as Ollama would answer, and also runs with one server for both.
+    "sqlite-vec, as shipped": ("nomic-embed-text", False, True),
+    "sqlite-vec, one test server for both": ("nomic-embed-text", False, False),
+    "numpy (vectors in the rows)": ("nomic-embed-text", True, True),
     "keywords": ("absent", False, False),
 }
 READ_LIMIT = 600.0  # generous, to get a figure: the app refuses past `extract_timeout` (60 s)
@@ -175,7 +180,19 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.1,
                         help="seconds between the other chat's turns")
     parser.add_argument("--output", type=Path, help="write the figures as Markdown here")
+    parser.add_argument("--save", type=Path, help="also keep the raw figures here (JSON)")
+    parser.add_argument("--report-from", type=Path,
+                        help="only write the report again, from the figures --save kept")
     args = parser.parse_args()
+    if args.report_from:
+        kept = json.loads(args.report_from.read_text())
+        kept["args"].update(output=args.output)
+        markdown = report(argparse.Namespace(**kept["args"]), kept["load"], kept["ingested"],
+                          kept["searched"], kept["query_vectors"], kept["chats"])
+        if args.output:
+            args.output.write_text(markdown)
+        print(markdown)
+        return
     args.command = " ".join(["python -m bench.documents", *sys.argv[1:]])
     sizes = [0.5, 2.0] if args.quick else [1.0, 10.0]
     chunks = [1000, 2000] if args.quick else [1000, 10_000]
@@ -217,6 +234,11 @@ def main() -> None:
         embedder.close()
         if postgres is not None:
             postgres.stop()
+    if args.save:
+        args.save.write_text(json.dumps({
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "load": load, "ingested": ingested, "searched": searched,
+            "query_vectors": query_vectors, "chats": chats}))
     markdown = report(args, load, ingested, searched, query_vectors, chats)
     print(markdown)
     if args.output:

@@ -30,6 +30,7 @@ from ollamastack.engines.ollama.pool import OllamaPool
 from ollamastack.engines.types import EMBEDDED
 from ollamastack.errors import SessionBusy, SessionNotFound
 from ollamastack.lifecycle import ConversationDeleted, ModelDeleted, ModelPulled
+from ollamastack.pace import Pace
 from ollamastack.settings import Settings
 from ollamastack.storage.memory import Memory, SessionInfo
 from ollamastack.storage.search import Found
@@ -71,6 +72,15 @@ class ChatService(TurnStreaming, BranchTurns):
     _running: dict[str, _Running] = field(default_factory=dict, repr=False)
     # what branches need of each conversation's checkpoints, read once (`branches.py`)
     outlines: Outlines = field(default_factory=Outlines, repr=False)
+    _ingesting: int = field(default=0, repr=False)  # of them, storing a message's files now
+
+    def __post_init__(self) -> None:
+        if self.memory.documents is not None:  # embedding gives way to the others' turns
+            self.memory.documents.pace = Pace(self._others_answering)
+
+    def _others_answering(self) -> bool:
+        """Whether a session answers that is not storing files (from any thread)."""
+        return len(self._running) > self._ingesting
 
     @property
     def ollama(self) -> OllamaClient | OllamaPool:

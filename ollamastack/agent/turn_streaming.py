@@ -44,7 +44,7 @@ from ollamastack.engines.factory import Engines
 from ollamastack.engines.ollama.pool import OllamaPool
 from ollamastack.engines.types import OLLAMA
 from ollamastack.errors import InvalidInput, NeedsVision, OllamaStackError
-from ollamastack.events import Event, Sources, Started, ToolCall, TurnError
+from ollamastack.events import Event, Sources, Started, TextDelta, ToolCall, TurnError
 from ollamastack.settings import Settings
 from ollamastack.storage.documents import StoredFile
 from ollamastack.storage.memory import Memory
@@ -76,6 +76,7 @@ class TurnStreaming:
     memory: Memory
     engines: Engines
     bus: EventBus | None
+    _ingesting: int  # sessions storing a message's files now
 
     if TYPE_CHECKING:  # in ChatService: sessions, ownership, one turn at a time per session
         async def _load(self, session_id: str, user: str) -> str: ...
@@ -157,6 +158,7 @@ class TurnStreaming:
             claimed.append((session_id, self._claim(session_id)))
         stored: list[StoredFile] = []
         if incoming is not None:
+            self._ingesting += 1  # its embedding gives way to the other sessions' turns
             try:
                 stored += await store_files(incoming, self.memory.documents, user, session_id,
                                             embed=await self.engines.embedding_ready())
@@ -165,6 +167,8 @@ class TurnStreaming:
                     await self.memory.sessions.delete(session_id, user)
                 yield TurnError("" if new else session_id, error)
                 return
+            finally:
+                self._ingesting -= 1
         await self.memory.sessions.touch(session_id, user, text or stored[0].name)
         yield Started(session_id, model)
         documents, pictures = await turn_files(
@@ -256,7 +260,8 @@ class TurnStreaming:
         try:
             async with aclosing(events):
                 async for event in events:
-                    observer.see(event)
+                    if observer.reads_text or type(event) is not TextDelta:
+                        observer.see(event)  # the tokens only for the answer's text
                     yield event
         finally:
             observer.close()

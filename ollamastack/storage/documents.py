@@ -6,8 +6,10 @@ an image's bytes. An entry is written last and removed first: a listed file is w
 
 Vectors: passages are embedded as they are stored, in a thread (a reply is ~16 KB of JSON per
 passage, decoded and checked holding the GIL: `embed_batch` passages a request bound each such
-pause of the event loop to a few ms), then handed to the store. What was stored fills the
-ranking cache (`passages.py`), so the document's first search reads nothing back.
+pause of the event loop to a few ms), then handed to the store; no request starts while
+another conversation answers, nor is its reply read (`pace`, the chat service's:
+`ollamastack/pace.py`). What was stored
+fills the ranking cache (`passages.py`), so the document's first search reads nothing back.
 With sqlite-vec loaded (SQLite) or pgvector (PostgreSQL) LangGraph's store indexes them
 (`index` config) and ranks them in the database; otherwise each keeps its vector in its value
 and a conversation's are ranked with numpy (cached per file: files never change). The first
@@ -35,6 +37,7 @@ from langchain_core.embeddings import Embeddings
 from langgraph.store.base import BaseStore, PutOp
 
 from ollamastack.errors import InvalidInput, OllamaStackError
+from ollamastack.pace import Pace
 from ollamastack.storage.document_backends import (
     Backend,
     Handover,
@@ -114,6 +117,7 @@ class DocumentStore:
         self._probing = asyncio.Lock()
         self._batch = embed_batch
         self._passages = Passages(store, cache_bytes)
+        self.pace = Pace()  # the chat service's: embedding gives way to other chats' turns
 
     @classmethod
     @asynccontextmanager
@@ -187,6 +191,7 @@ class DocumentStore:
             return None
         indexed = tag.endswith("/index") and self._index is not None  # the store indexes "text"
         vectors, units, packed = await asyncio.to_thread(self._embed, texts, not indexed)
+        await asyncio.to_thread(self.pace.wait)  # writing them, too, gives way
         if indexed:
             with self._handover.holding(texts, vectors):
                 await self._index.abatch(
@@ -203,8 +208,10 @@ class DocumentStore:
         """In a thread: the texts' vectors, `embed_batch` a request; as lists (for the store's
         index), unit rows (for ranking) and, with `pack`, packed (for the rows' values)."""
         vectors: list[list[float]] = []
-        for start in range(0, len(texts), self._batch):
-            vectors += self.embeddings.embed_documents(texts[start:start + self._batch])
+        with self.pace.running():  # the embedder's client gives way before reading a reply
+            for start in range(0, len(texts), self._batch):
+                self.pace.wait()
+                vectors += self.embeddings.embed_documents(texts[start:start + self._batch])
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
         return vectors, unit_rows(matrix), [_pack(row) for row in matrix] if pack else []
 

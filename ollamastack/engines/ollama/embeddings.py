@@ -17,6 +17,7 @@ from langchain_ollama import OllamaEmbeddings
 
 from ollamastack.engines.ollama.client import ollama_timeout, translate_error
 from ollamastack.errors import OllamaStackError
+from ollamastack.pace import give_way
 from ollamastack.settings import Settings
 
 READY_FOR = 30.0  # seconds `ready()` trusts its last answer: a pull elsewhere shows up soon
@@ -67,6 +68,8 @@ class OllamaEmbedder:
         self.embeddings = TypedOllamaEmbeddings(
             model=self.model, base_url=self.url, client_kwargs={"timeout": timeout},
             request_timeout=settings.request_timeout,
+            # a document's passages (sync, in a thread) give way before a reply is read
+            sync_client_kwargs={"event_hooks": {"response": [give_way]}},
         )
         self._client = ollama.AsyncClient(host=self.url, timeout=ollama_timeout(5.0))
         self._ready_for = ready_for
