@@ -49,6 +49,18 @@ def client(served: Served) -> Client:
     return Client(served.url, verbose=False)
 
 
+@pytest.fixture(scope="module")
+def ann(served: Served) -> Client:
+    """Logged in as ann, where the module's app has logins ("ann:pw-ann,bob:pw-bob,...")."""
+    return Client(served.url, auth=("ann", "pw-ann"), verbose=False)
+
+
+@pytest.fixture(scope="module")
+def bob(served: Served) -> Client:
+    """Logged in as bob (password "pw-bob")."""
+    return Client(served.url, auth=("bob", "pw-bob"), verbose=False)
+
+
 @pytest.fixture
 def ollama(shared_server: FakeOllama) -> Iterator[OllamaView]:
     """This test's view of the module's server: its own requests, a clean queue."""

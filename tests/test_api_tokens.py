@@ -36,16 +36,6 @@ def served(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) 
         yield served
 
 
-@pytest.fixture(scope="module")
-def ann(served: Served) -> Client:
-    return Client(served.url, auth=("ann", "pw-ann"), verbose=False)
-
-
-@pytest.fixture(scope="module")
-def bob(served: Served) -> Client:
-    return Client(served.url, auth=("bob", "pw-bob"), verbose=False)
-
-
 def new_token(client: Client, name: str, days: float = 0) -> str:
     made = client.predict(name, days, api_name="/create_api_token")
     assert made["name"] == name and made["token"].startswith("osk_")

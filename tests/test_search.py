@@ -35,16 +35,6 @@ def served(shared_server: FakeOllama, tmp_path_factory: pytest.TempPathFactory) 
         yield served
 
 
-@pytest.fixture(scope="module")
-def ann(served: Served) -> Client:
-    return Client(served.url, auth=("ann", "pw-ann"), verbose=False)
-
-
-@pytest.fixture(scope="module")
-def bob(served: Served) -> Client:
-    return Client(served.url, auth=("bob", "pw-bob"), verbose=False)
-
-
 def chat(client: Client, message: str, session_id: str = "") -> str:
     return client.predict(message, session_id, api_name="/chat")["session_id"]
 
