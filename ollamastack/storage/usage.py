@@ -145,7 +145,9 @@ class UsageLog:
 
     async def record(self, event: Any) -> None:
         """Store one lifecycle event that counts: a turn's end, a tool call."""
-        if (statement := row_of(event)) is not None:
+        if not self.settings.on_postgres:
+            await asyncio.to_thread(self.write, [event])  # SQLite's one writing path
+        elif (statement := row_of(event)) is not None:
             await self._execute(*statement)
 
     def write(self, events: list) -> None:
@@ -245,17 +247,10 @@ class UsageLog:
         return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
 
     async def _execute(self, statement: str, row: tuple) -> None:
+        """One row on PostgreSQL, through the pool."""
         await self._ready()
-        if self._pool is not None:
-            async with self._pool.connection() as connection:
-                await connection.execute(statement.replace("?", "%s"), row)
-            return
-        await self._in_thread(self._sqlite_write, statement, row)
-
-    def _sqlite_write(self, statement: str, row: tuple) -> None:
-        assert self._sqlite is not None
-        with self._sqlite:
-            self._sqlite.execute(statement, row)
+        async with self._pool.connection() as connection:
+            await connection.execute(statement.replace("?", "%s"), row)
 
     async def _query(self, statement: str, since: str) -> list[tuple]:
         await self._ready()
